@@ -1,0 +1,47 @@
+"""Command line: ``mmfinereason {sft,gspo,demo,eval,select,plan} …`` (also ``python -m mmfinereason``).
+
+Each sub-command lives in its own module under :mod:`mmfinereason.commands` and is a thin wrapper over
+functions a notebook can call too. Under ``accelerate launch -m mmfinereason sft RECIPE`` the same code runs
+on every process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .config import RecipeError
+
+# One line per sub-command module; each defines register(subparsers).
+COMMAND_MODULES = [
+    "mmfinereason.commands.train",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmfinereason",
+        description="Train Qwen3-VL to reason over images: SFT on chain-of-thought traces, then GSPO.",
+    )
+    parser.add_argument("--log-level", default="INFO", help="Python logging level (default: INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = getattr(logging, str(args.log_level).upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except RecipeError as e:
+        print(f"mmfinereason: recipe error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

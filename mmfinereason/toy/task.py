@@ -1,0 +1,239 @@
+"""The bundled verifiable visual task: procedurally drawn shapes, questions with checkable answers.
+
+Why a task of our own: nothing can be downloaded at run time on the machines we test on, yet every stage of
+the recipe (SFT, GSPO, eval, pass-rate selection) needs images, questions, teacher traces and gold answers in
+the MMFineReason schema. This module draws them, deterministically from a seed, in exactly that schema:
+
+* ``question`` starts with ``<image>``;
+* ``qwen3vl_235b_thinking_response`` is ``<think>…</think>`` followed by a short written solution that ends
+  with ``Therefore, the final answer is <answer>X</answer>.``;
+* ``source`` names the sub-task (used for per-domain mixing and metrics), ``pass_rate`` is filled.
+
+Sub-tasks (``source``), one per answer type:
+
+=================  =============================================  ===============
+source             question                                       answer type
+=================  =============================================  ===============
+``toy_color``      colour of the (single / largest) shape, A–D     option letter
+``toy_count``      how many shapes of a named kind                integer
+``toy_shape``      which kind of shape is the largest             word
+``toy_compare``    are there more X than Y shapes                 yes / no
+=================  =============================================  ===============
+
+``difficulty`` (0 = easy … 2 = hard, or ``None`` for a mix) raises the number of distractor shapes, the
+counts to reach and shrinks the shapes. ``pass_rate`` is a deterministic stand-in for the paper's
+"Qwen3-VL-4B success over 4 tries": the fraction of 4 simulated tries that a solver with a per-difficulty
+skill would get right, quantised to {0, .25, .5, .75, 1} like the real column.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw
+
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 200, 30),
+}
+SHAPES = ("circle", "square", "triangle")
+SOURCES = ("toy_color", "toy_count", "toy_shape", "toy_compare")
+# Image sizes (width, height): several sizes and aspect ratios, all small enough for CPU training.
+SIZES = ((96, 96), (128, 96), (96, 128), (160, 96), (128, 128), (112, 80))
+# Probability that a simulated solver gets an item right, by difficulty: gives `pass_rate` its spread.
+_SOLVER_SKILL = (0.9, 0.6, 0.3)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One drawn shape: kind, colour name, centre and radius in pixels."""
+
+    kind: str
+    color: str
+    x: int
+    y: int
+    r: int
+
+
+def _draw(items: list[Item], size: tuple[int, int], rng: random.Random) -> Image.Image:
+    background = tuple(rng.randint(235, 255) for _ in range(3))
+    image = Image.new("RGB", size, background)
+    draw = ImageDraw.Draw(image)
+    for it in items:
+        box = (it.x - it.r, it.y - it.r, it.x + it.r, it.y + it.r)
+        fill = COLORS[it.color]
+        if it.kind == "circle":
+            draw.ellipse(box, fill=fill)
+        elif it.kind == "square":
+            draw.rectangle(box, fill=fill)
+        else:
+            draw.polygon([(it.x, it.y - it.r), (it.x - it.r, it.y + it.r), (it.x + it.r, it.y + it.r)], fill=fill)
+    return image
+
+
+def _place(n: int, size: tuple[int, int], radius: tuple[int, int], rng: random.Random) -> list[tuple[int, int, int]]:
+    """Non-overlapping positions (rejection sampling with a bounded number of tries)."""
+    w, h = size
+    placed: list[tuple[int, int, int]] = []
+    for _ in range(400):
+        if len(placed) == n:
+            break
+        r = rng.randint(*radius)
+        x, y = rng.randint(r + 2, w - r - 3), rng.randint(r + 2, h - r - 3)
+        if all((x - px) ** 2 + (y - py) ** 2 > (r + pr + 3) ** 2 for px, py, pr in placed):
+            placed.append((x, y, r))
+    return placed
+
+
+def _radius(difficulty: int) -> tuple[int, int]:
+    return ((13, 18), (10, 15), (8, 12))[difficulty]
+
+
+def _options(correct: str, pool: list[str], rng: random.Random) -> tuple[list[str], str]:
+    options = list(pool)
+    rng.shuffle(options)
+    letter = "ABCD"[options.index(correct)]
+    return options, letter
+
+
+def _color_item(difficulty: int, size, rng):
+    """Colour of the largest shape (easy: the only shape)."""
+    n = 1 + difficulty
+    spots = _place(n, size, _radius(difficulty), rng)
+    spots.sort(key=lambda s: -s[2])
+    # Make the target clearly the largest.
+    x, y, r = spots[0]
+    spots[0] = (x, y, r + 4) if n > 1 else (x, y, r)
+    colors = [rng.choice(list(COLORS)) for _ in spots]
+    items = [Item(rng.choice(SHAPES), c, x, y, r) for (x, y, r), c in zip(spots, colors)]
+    target = items[0]
+    options, letter = _options(target.color, list(COLORS), rng)
+    which = "the shape" if n == 1 else "the largest shape"
+    opts = "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(options))
+    question = f"What is the colour of {which} in the image?\nOptions:\n{opts}"
+    think = (
+        f"I look at the image. {which.capitalize()} is a {target.color} {target.kind}. "
+        f"The colour {target.color} is option {letter}."
+    )
+    solution = f"The {which[4:]} is {target.color}, which is option {letter}."
+    return items, question, letter, think, solution
+
+
+def _count_item(difficulty: int, size, rng):
+    kind = rng.choice(SHAPES)
+    target = rng.randint(1, (3, 5, 6)[difficulty])
+    distractors = rng.randint(0, (1, 2, 3)[difficulty])
+    spots = _place(target + distractors, size, _radius(difficulty), rng)
+    target = min(target, len(spots))
+    others = [k for k in SHAPES if k != kind]
+    items = [
+        Item(kind if i < target else rng.choice(others), rng.choice(list(COLORS)), x, y, r)
+        for i, (x, y, r) in enumerate(spots)
+    ]
+    rng.shuffle(items)
+    plural = kind + "s"
+    question = f"How many {plural} are in the image? Answer with a number."
+    seen = ", ".join(f"a {it.color} {it.kind}" for it in items)
+    think = f"I list the shapes: {seen}. Counting only the {plural}, I get {target}."
+    solution = f"There are {target} {plural} in the image."
+    return items, question, str(target), think, solution
+
+
+def _shape_item(difficulty: int, size, rng):
+    n = 1 + difficulty
+    spots = _place(n, size, _radius(difficulty), rng)
+    spots.sort(key=lambda s: -s[2])
+    x, y, r = spots[0]
+    spots[0] = (x, y, r + 4) if n > 1 else (x, y, r)
+    items = [Item(rng.choice(SHAPES), rng.choice(list(COLORS)), x, y, r) for x, y, r in spots]
+    target = items[0]
+    which = "the shape" if n == 1 else "the largest shape"
+    question = f"What kind of shape is {which} in the image? Answer with one word: circle, square or triangle."
+    think = f"I look at {which}. It is a {target.color} {target.kind}."
+    solution = f"The {which[4:]} is a {target.kind}."
+    return items, question, target.kind, think, solution
+
+
+def _compare_item(difficulty: int, size, rng):
+    a, b = rng.sample(list(COLORS), 2)
+    top = (3, 4, 5)[difficulty]
+    na, nb = rng.randint(0, top), rng.randint(0, top)
+    if na == nb:
+        na += 1
+    spots = _place(na + nb, size, _radius(difficulty), rng)
+    na = min(na, len(spots))
+    nb = len(spots) - na
+    items = [Item(rng.choice(SHAPES), a if i < na else b, x, y, r) for i, (x, y, r) in enumerate(spots)]
+    rng.shuffle(items)
+    answer = "yes" if na > nb else "no"
+    question = f"Are there more {a} shapes than {b} shapes in the image? Answer yes or no."
+    think = f"I count the {a} shapes: {na}. I count the {b} shapes: {nb}. {na} is {'more' if na > nb else 'not more'} than {nb}."
+    solution = f"There are {na} {a} and {nb} {b} shapes, so the answer is {answer}."
+    return items, question, answer, think, solution
+
+
+_MAKERS = {"toy_color": _color_item, "toy_count": _count_item, "toy_shape": _shape_item, "toy_compare": _compare_item}
+
+
+def _pass_rate(difficulty: int, rng: random.Random) -> float:
+    return sum(rng.random() < _SOLVER_SKILL[difficulty] for _ in range(4)) / 4
+
+
+def make_example(index: int, seed: int = 0, difficulty: int | None = None, sources=SOURCES) -> dict:
+    """One row of the task in the MMFineReason schema (image as a PIL image)."""
+    rng = random.Random(f"{seed}-{index}")
+    source = sources[index % len(sources)]
+    level = rng.choice((0, 0, 1, 1, 2)) if difficulty is None else int(difficulty)
+    if level not in (0, 1, 2):
+        raise ValueError(f"difficulty must be 0, 1, 2 or None, got {difficulty!r}")
+    size = rng.choice(SIZES)
+    items, question, answer, think, solution = _MAKERS[source](level, size, rng)
+    image = _draw(items, size, rng)
+    caption = "An image showing " + ", ".join(f"a {it.color} {it.kind}" for it in items) + "."
+    response = f"<think>\n{think}\n</think>\n\n{solution}\nTherefore, the final answer is <answer>{answer}</answer>."
+    return {
+        "id": f"toy-{seed}-{index}",
+        "image": image,
+        "question": "<image>\n" + question,
+        "answer": answer,
+        "qwen3vl_235b_thinking_response": response,
+        "caption": caption,
+        "source": source,
+        "pass_rate": _pass_rate(level, rng),
+        "difficulty": level,
+    }
+
+
+def make_dataset(n: int, seed: int = 0, difficulty: int | None = None, sources=SOURCES):
+    """``n`` rows of the bundled task as a ``datasets.Dataset`` in the MMFineReason schema.
+
+    Deterministic in ``(n, seed, difficulty)``; different seeds give disjoint-looking draws, so use one seed
+    for training and another for held-out evaluation.
+
+    >>> ds = make_dataset(8, seed=1)
+    >>> ds[0]["question"].startswith("<image>")
+    True
+    """
+    import datasets
+
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    rows = [make_example(i, seed, difficulty, tuple(sources)) for i in range(n)]
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "image": datasets.Image(),
+            "question": datasets.Value("string"),
+            "answer": datasets.Value("string"),
+            "qwen3vl_235b_thinking_response": datasets.Value("string"),
+            "caption": datasets.Value("string"),
+            "source": datasets.Value("string"),
+            "pass_rate": datasets.Value("float32"),
+            "difficulty": datasets.Value("int32"),
+        }
+    )
+    columns = {key: [row[key] for row in rows] for key in features}
+    return datasets.Dataset.from_dict(columns, features=features)

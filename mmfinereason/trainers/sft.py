@@ -1,0 +1,169 @@
+"""Stage 1: supervised fine-tuning on long chain-of-thought traces (a thin layer over TRL's SFTTrainer).
+
+What TRL does and we keep: the training loop, checkpointing and ``resume_from_checkpoint``, gradient
+accumulation with token-count loss normalisation, the fused LM-head loss, DDP / DeepSpeed / FSDP through
+accelerate, logging integrations. What we add, and why:
+
+* our :class:`~mmfinereason.data.MultimodalCollator` instead of TRL's VLM collator (TRL truncates through image
+  tokens and refuses packing for VLMs — trl#4339); TRL's own dataset preparation is skipped;
+* per-module learning rates (vision tower / merger / language model);
+* metrics TRL lacks for VLMs: real tokens per second, padding ratio, rows skipped by the loader and samples
+  dropped or truncated by the collator;
+* the resolved recipe saved into every checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from trl import SFTConfig as TRLSFTConfig
+from trl import SFTTrainer as TRLSFTTrainer
+
+from ..models import part_of
+
+logger = logging.getLogger(__name__)
+
+
+def bf16_supported() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+@dataclass
+class SFTConfig(TRLSFTConfig):
+    """TRL's ``SFTConfig`` plus per-module learning rates; defaults suited to our collator.
+
+    Sequence length, packing and image resolution live in the recipe's ``data:`` section (they are the
+    collator's business); TRL's own ``packing`` / ``padding_free`` flags are rejected for VLMs by TRL and are
+    refused here with a pointer to ``data.packing``.
+    """
+
+    vision_tower_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the ViT blocks when unfrozen (default: learning_rate)."}
+    )
+    merger_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the patch merger(s) when unfrozen (default: learning_rate)."}
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep raw example columns: the collator needs images and text."}
+    )
+    report_to: str | list[str] = field(
+        default="none", metadata={"help": "'none', 'wandb', 'trackio', 'tensorboard' or a list of them."}
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of activation_checkpointing (transformers 5)."}
+    )
+    activation_checkpointing: bool | None = field(
+        default=False, metadata={"help": "Recompute activations in backward: much less memory, ~30% slower."}
+    )
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision; None = on where the GPU supports it, off on CPU."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every N optimizer steps."})
+
+    def __post_init__(self):
+        if self.packing or self.padding_free:
+            raise ValueError(
+                "train.packing / train.padding_free are TRL's text-only flags; for vision-language models use "
+                "data.packing: true (our exact multimodal packing)"
+            )
+        self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
+        if self.bf16 is None:
+            self.bf16 = not self.fp16 and bf16_supported() and not self.use_cpu
+        super().__post_init__()
+
+
+class SFTTrainer(TRLSFTTrainer):
+    """TRL's SFTTrainer fed by :class:`~mmfinereason.data.MultimodalCollator`, with VLM metrics.
+
+    Build it like TRL's (``SFTTrainer(model, args, train_dataset=..., processing_class=processor,
+    data_collator=collator)``) or from a recipe with :func:`mmfinereason.trainers.sft_pipeline.build_sft`.
+
+    >>> from mmfinereason import load_recipe, build_sft
+    >>> trainer = build_sft(load_recipe("recipes/tiny/sft.yaml"))
+    >>> trainer.train()
+    """
+
+    def __init__(self, *args, data_report=None, recipe=None, **kwargs):
+        self.data_report = data_report
+        self.recipe = recipe
+        self._token_window = {"real": 0, "total": 0, "start": time.perf_counter()}
+        super().__init__(*args, **kwargs)
+
+    # ------------------------------------------------------------------ optimizer
+    def create_optimizer(self, model=None):
+        """TRL/transformers' optimizer, with each param group split by model part when part LRs are set."""
+        optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
+        lrs = {
+            part: lr
+            for part, lr in (
+                ("vision_tower", self.args.vision_tower_learning_rate),
+                ("merger", self.args.merger_learning_rate),
+            )
+            if lr is not None
+        }
+        if not lrs:
+            return optimizer
+        names = {id(p): n for n, p in (model or self.model).named_parameters()}
+        groups = []
+        for group in optimizer.param_groups:
+            by_part: dict[str, list] = defaultdict(list)
+            for p in group["params"]:
+                by_part[part_of(names.get(id(p), ""))].append(p)
+            for part, params in by_part.items():
+                groups.append({**group, "params": params, "lr": lrs.get(part, group["lr"])})
+        optimizer.param_groups = groups
+        return optimizer
+
+    # ------------------------------------------------------------------ metrics
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if "attention_mask" in inputs:
+            real = int(inputs["attention_mask"].sum())
+        else:  # packed rows: everything but the tail padding is real
+            real = int((inputs["input_ids"] != self._tokenizer.pad_token_id).sum())
+        self._token_window["real"] += real
+        self._token_window["total"] += inputs["input_ids"].numel()
+        before = self._total_train_tokens
+        out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if "attention_mask" not in inputs:
+            # TRL counts a padding-free batch as position_ids.size(1) tokens, which with our (4, rows, length)
+            # mRoPE ids is the number of rows: count the real tokens instead.
+            self._total_train_tokens = before + int(self._gather_sum(real))
+            self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        return out
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self.model.training and "loss" in logs:
+            window = self._token_window
+            elapsed = max(time.perf_counter() - window["start"], 1e-9)
+            real = self._gather_sum(window["real"])
+            total = self._gather_sum(window["total"])
+            logs["tokens_per_second"] = real / elapsed
+            logs["padding_ratio"] = 1.0 - real / total if total else 0.0
+            self._token_window = {"real": 0, "total": 0, "start": time.perf_counter()}
+            stats = getattr(self.data_collator, "stats", {})
+            logs["samples_dropped_overlong"] = float(stats.get("dropped_overlong", 0))
+            logs["samples_truncated"] = float(stats.get("truncated", 0))
+            if self.data_report is not None:
+                logs["rows_skipped"] = float(self.data_report.num_skipped)
+        super().log(logs, start_time)
+
+    def _gather_sum(self, value: int) -> float:
+        t = torch.tensor(float(value), device=self.accelerator.device)
+        return float(self.accelerator.reduce(t, reduction="sum")) if self.accelerator.num_processes > 1 else value
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.recipe is not None and self.args.should_save:
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            folder = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            if folder.is_dir():
+                self.recipe.save(folder / "recipe.yaml")
