@@ -1,0 +1,205 @@
+"""Pure-Python normalisation of short answer strings (the cheap half of the verifier).
+
+Every check starts here, in the caller's process, with no sympy: strip the LaTeX wrappers a model puts around an
+answer (`$…$`, `\\text{…}`, `\\mathrm{…}`, `\\left`/`\\right`, spacing commands, Markdown bold), unify unicode look-
+alikes (−, ×, ², °) and split lists at top level. Everything here is linear in the input and regex patterns have
+no nested quantifiers, so a hostile string cannot make it slow; the caller caps the length before calling.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+MAX_ANSWER_CHARS = 1000
+"""Answers longer than this are not compared (a real final answer is short; a megabyte of digits is an attack)."""
+
+MAX_BRACE_DEPTH = 24
+"""Deeper `{`/`(`/`[` nesting is refused before any parser sees it (sympy recursion blows the stack and memory)."""
+
+_UNICODE = {
+    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u2012": "-", "\ufe63": "-", "\uff0d": "-",
+    "\u00d7": r"\times ", "\u22c5": r"\cdot ", "\u00b7": r"\cdot ", "\u2217": "*",
+    "\u00b2": "^2", "\u00b3": "^3", "\u00b9": "^1",
+    "\u00ba": "\u00b0", "\u2218": "\u00b0", "\u02da": "\u00b0",
+    "\u03c0": r"\pi ", "\u221a": r"\sqrt", "\u2248": r"\approx ", "\u2260": r"\neq ",
+    "\u2264": r"\le ", "\u2265": r"\ge ", "\u221e": r"\infty ", "\u00a0": " ", "\u2009": " ", "\u202f": " ",
+    "\u2044": "/", "\uff0c": ",", "\uff1a": ":", "\uff08": "(", "\uff09": ")", "\u3002": ".", "\uff0e": ".",
+    "\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"',
+}
+_UNICODE_RE = re.compile("|".join(map(re.escape, _UNICODE)))
+
+# Commands whose argument is kept and whose name is dropped: `\text{cm}` -> `cm`.
+_UNWRAP_RE = re.compile(
+    r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mathsf|mathtt|operatorname|mbox|boxed|fbox|"
+    r"displaystyle|emph|underline|overline)\s*\{([^{}]*)\}"
+)
+_DROP_RE = re.compile(
+    r"\\(?:left|right|big|Big|bigg|Bigg|displaystyle|textstyle|limits)(?![a-zA-Z])|\\[,;:!> ]|\\quad|\\qquad|~"
+)
+_DEGREE_RE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree|\u00b0")
+_SPACES_RE = re.compile(r"\s+")
+
+
+# `9^{9^{9}}`, `2^{123456}`, `(10^{10})!`: numbers sympy would try to write out in full (minutes, gigabytes).
+_HUGE_POWER_RE = re.compile(
+    r"\d\s*\^\s*\{?\s*\(?\s*\d+\s*\}?\s*\^"  # a numeric tower 9^{9^9}
+    r"|\d\s*\^\s*\{?\s*\+?\d{5}"  # 2^{99999}
+    r"|\^\s*\{?\s*\d{2,}\s*\}?\s*\)?\s*!|\d{4,}\s*\}?\s*\)?\s*!"  # (10^{10})!, 1000!
+)
+
+
+def within_limits(text: str) -> bool:
+    """Cheap guard before any parsing: bounded length, bracket nesting (linear scan, no recursion) and no numeric
+    power towers or huge factorials (`9^{9^{9}}`, `2^{99999}`, `(10^{10})!`)."""
+    if len(text) > MAX_ANSWER_CHARS:
+        return False
+    if "^" in text or "!" in text:
+        if _HUGE_POWER_RE.search(text):
+            return False
+    depth = 0
+    for ch in text:
+        if ch in "{([":
+            depth += 1
+            if depth > MAX_BRACE_DEPTH:
+                return False
+        elif ch in "})]":
+            depth = max(depth - 1, 0)
+    return True
+
+
+def clean(text: str) -> str:
+    """Strip presentation from a short answer, keep the maths: `$\\text{B}$.` -> `B`, `5\\,\\text{cm}^2` -> `5 cm^2`."""
+    s = text
+    if not s.isascii():  # our map first (NFKC would turn `cm²` into `cm2`), then NFKC for full-width forms etc.
+        s = unicodedata.normalize("NFKC", _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)], s))
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\%", "%").replace("\\$", "$")
+    s = _DEGREE_RE.sub("\u00b0", s)
+    s = _DROP_RE.sub(" ", s)
+    for _ in range(4):  # nested wrappers: \boxed{\text{B}}
+        new = _UNWRAP_RE.sub(r" \1 ", s)
+        if new == s:
+            break
+        s = new
+    s = s.replace("**", "").replace("__", "")
+    s = _SPACES_RE.sub(" ", s).strip()
+    # Math delimiters around the whole answer, repeated: $$x$$, \(x\), \[x\].
+    for _ in range(3):
+        before = s
+        if s.startswith("$$") and s.endswith("$$") and len(s) > 4:
+            s = s[2:-2].strip()
+        elif s.startswith("$") and s.endswith("$") and len(s) > 2 and s.count("$") == 2:
+            s = s[1:-1].strip()
+        elif (s.startswith("\\(") and s.endswith("\\)")) or (s.startswith("\\[") and s.endswith("\\]")):
+            s = s[2:-2].strip()
+        s = s.rstrip(" .;,。").strip()
+        if s == before:
+            break
+    if s.count("$") == 2 and not re.match(r"^\$\s*\d", s):  # `x = $5$` -> `x = 5`, but keep a currency `$5`
+        s = s.replace("$", "").strip()
+    return s
+
+
+_ARTICLES_RE = re.compile(r"\b(?:a|an|the)\b")
+_PUNCT_RE = re.compile(r"[^\w\s°%+\-*/^=<>.]")
+
+
+def normalize_text(text: str) -> str:
+    """Normalise free text for string equality: case, punctuation, articles, whitespace (SQuAD-style)."""
+    s = clean(text).lower()
+    s = s.replace("{", " ").replace("}", " ").replace("\\", " ")
+    s = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", s)  # north-east == north east
+    s = _PUNCT_RE.sub(" ", s)
+    s = s.replace(".", " ") if not re.search(r"\d\.\d", s) else s
+    s = _ARTICLES_RE.sub(" ", s)
+    return _SPACES_RE.sub(" ", s).strip()
+
+
+_LHS_RE = re.compile(r"^[^=<>≈]{1,40}?(?<![<>!\\])=(?!=)\s*")
+
+
+def strip_lhs(text: str) -> str:
+    """`x = 3` -> `3`, `AB = 2 + 1 = 3` -> `3`: the value a model reports after naming the quantity.
+
+    Only used when the gold itself is not an equation, so `x=3` vs gold `x=-3` still compares the values 3 and -3.
+    """
+    s = text
+    for _ in range(8):
+        m = _LHS_RE.match(s)
+        if not m or not s[m.end():].strip():
+            break
+        s = s[m.end():]
+    return s.strip()
+
+
+def split_approx(text: str) -> list[str]:
+    r"""`2\sqrt{3} \approx 3.46` -> both sides: a model that gives the exact and rounded value is right for either gold."""
+    parts = [p.strip() for p in re.split(r"\\approx|≈|\\sim(?![a-z])", text) if p.strip()]
+    return parts or [text]
+
+
+def split_top_level(text: str, seps: tuple[str, ...] = (",", ";")) -> list[str]:
+    """Split at separators that are not inside (), [], {} — `1, (2, 3)` -> [`1`, `(2, 3)`]."""
+    if _GROUPED_RE.match(text.strip()):  # `1,000` and `$12,500.50` are one number, not a list
+        return [text.strip()]
+    parts, depth, start = [], 0, 0
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and ch in seps:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+_GROUPED_RE = re.compile(r"^[+-]?\$?\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*[^\d,]*$")
+
+
+_WORD_SPLIT_RE = re.compile(r"\s+(?:and|or)\s+|\\text\{\s*(?:and|or)\s*\}|\\(?:quad|qquad)")
+
+
+def split_answers(text: str) -> list[str]:
+    """Several answers in one string: `2, 3`, `x=2 or x=-1`, `2; 3`, `A and C` (not inside brackets)."""
+    parts = []
+    for p in split_top_level(text):
+        parts.extend(q.strip() for q in _WORD_SPLIT_RE.split(p) if q.strip())
+    return parts
+
+
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+}
+_NUMBER_WORDS.update({"thirty": "30", "forty": "40", "fifty": "50", "hundred": "100", "none": "0"})
+
+
+def number_word(text: str) -> str | None:
+    """`Three` -> `3` (counting questions are often answered in words)."""
+    return _NUMBER_WORDS.get(text.strip().strip(".").lower())
+
+
+_LATEX_CMD_RE = re.compile(r"\\[a-zA-Z]+")
+_MATH_WORDS = {
+    "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "lim", "max", "min", "sqrt", "frac", "pi",
+    "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "infty", "inf", "det", "gcd", "lcm", "mod", "deg",
+}
+
+
+def is_wordy(text: str) -> bool:
+    """Does the answer contain a real word (`isosceles`, `red`), as opposed to maths (`2\\sqrt{3}`, `x^2+1`)?"""
+    bare = _LATEX_CMD_RE.sub(" ", text)
+    return any(w.lower() not in _MATH_WORDS for w in re.findall(r"[A-Za-z]{2,}", bare))
+
+
+def compact(text: str) -> str:
+    """Whitespace-free form for literal comparison of expressions: `\\frac{1}{2} ` == `\\frac {1}{2}`."""
+    return re.sub(r"\s+", "", text)

@@ -1,0 +1,196 @@
+"""Tests for mmfinereason.rewards: the case table, extraction, TRL reward functions and the hard time limit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from mmfinereason.rewards import (
+    accuracy_reward, extract_answer, format_reward, is_correct, make_length_penalty, verification_stats,
+)
+from mmfinereason.rewards.sandbox import TIMEOUT, SandboxPool, get_pool
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reward_cases import ADVERSARIAL, CASES  # noqa: E402
+
+
+def _case_id(case: tuple) -> str:
+    return f"{case[0][-24:]!r}~{case[1]!r}"
+
+
+def test_case_table_is_large_and_balanced():
+    assert len(CASES) >= 200
+    assert sum(1 for c in CASES if not c[2]) >= 70  # near misses are half the point
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_is_correct_table(case):
+    response, gold, expected = case[:3]
+    question = case[3] if len(case) > 3 else None
+    assert is_correct(response, gold, question=question) is expected
+
+
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
+def test_adversarial_inputs_are_false_and_bounded(name):
+    before = verification_stats()
+    for gold in ("12", "x^2+1"):
+        assert is_correct(ADVERSARIAL[name], gold, timeout=1.0) is False
+    after = verification_stats()
+    assert after["checks"] == before["checks"] + 2
+
+
+@pytest.mark.parametrize(
+    "response, expected",
+    [
+        ("<think>maybe 3</think>So the final answer is <answer>4</answer>.", "4"),
+        ("<think>\\boxed{3}</think>Thus \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+        ("\\boxed{\\frac{\\sqrt{3}}{2}}", "\\frac{\\sqrt{3}}{2}"),
+        ("\\boxed{a{b{c}}d}", "a{b{c}}d"),
+        ("Some text. Final answer: 7", "7"),
+        ("So the answer is B.", "B"),
+        ("<think>unterminated \\boxed{3}", None),
+        ("<think>a</think><think>b", None),
+        ("no answer anywhere here", None),
+        ("12", None),  # a bare answer is for is_correct, not extract_answer
+        ("<think>only thinking, answer is 5</think>", "5"),  # nothing after </think>: the thinking is searched
+        ("reasoning</think><answer> x = 2 </answer>", "x = 2"),
+        ("<think>I'd say <answer>3</answer></think>The answer is <answer>4</answer>", "4"),
+    ],
+)
+def test_extract_answer(response, expected):
+    assert extract_answer(response) == expected
+
+
+def test_is_correct_accepts_bare_answers_and_numeric_gold():
+    assert is_correct("12", "12")
+    assert is_correct("12", 12)
+    assert not is_correct("12", "1.2")
+    assert not is_correct("x" * 300, "x" * 300)  # a long tag-less response is not an answer
+
+
+def test_rel_tol_is_configurable():
+    assert not is_correct("3.1412", "3.1416", rel_tol=1e-6)
+    assert is_correct("3.1412", "3.1416", rel_tol=1e-3)
+    assert not is_correct("101", "100", rel_tol=0.1)  # integers are exact whatever the tolerance
+
+
+# ------------------------------------------------------------------------------------------- TRL reward functions
+def test_accuracy_reward_accepts_strings_messages_and_parts():
+    completions = [
+        "<think>x</think>So <answer>12</answer>.",
+        [{"role": "assistant", "content": "<think>x</think>So <answer>13</answer>."}],
+        [{"role": "assistant", "content": [{"type": "text", "text": "<think>x</think>"},
+                                           {"type": "text", "text": "<answer>12</answer>"}]}],
+        "<think>x</think>So <answer>12</answer>.",
+    ]
+    rewards = accuracy_reward(completions, answer=["12", "12", "12", None], source=["a"] * 4)
+    assert rewards == [1.0, 0.0, 1.0, None]
+
+
+def test_accuracy_reward_reads_options_from_prompts():
+    prompts = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Angle?\nA. 30°\nB. 45°"}]}]]
+    completions = [[{"role": "assistant", "content": "<think>x</think>The answer is <answer>45°</answer>."}]]
+    assert accuracy_reward(completions, answer=["B"], prompts=prompts) == [1.0]
+    assert accuracy_reward(completions, answer=["A"], prompts=prompts) == [0.0]
+
+
+def test_format_reward():
+    completions = [
+        "<think>reason</think>\nSo the final answer is <answer>12</answer>.",
+        "reason</think><answer>12</answer>",  # Qwen3 templates open <think> in the prompt
+        [{"role": "assistant", "content": "<think>reason</think><answer>12</answer>"}],
+        "<think>reason</think><answer> </answer>",  # empty answer
+        "<think>reason</think>12",  # no answer tag
+        "<think>a</think><think>b</think><answer>1</answer>",  # two think blocks
+        "<think>reason<answer>1</answer></think>",  # answer inside the thinking
+        "<think>reason</think><answer>1</answer><answer>2</answer>",
+        "<think>unterminated <answer>1</answer>",
+        "text<think>reason</think><answer>1</answer>",  # the think block must come first
+    ]
+    assert format_reward(completions) == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_length_penalty():
+    penalty = make_length_penalty(max_completion_length=100, buffer=20)
+    assert penalty(["", "", "", ""], completion_ids=[[0] * 50, [0] * 80, [0] * 90, [0] * 150]) == [0.0, 0.0, -0.5, -1.0]
+    with pytest.raises(ValueError, match="buffer"):
+        make_length_penalty(max_completion_length=10, buffer=20)
+    import pickle
+
+    assert pickle.loads(pickle.dumps(penalty)).buffer == 20  # TRL may ship reward functions to a child process
+
+
+# ------------------------------------------------------------------------------------------------ hard time limit
+def test_sandbox_kills_a_runaway_check_and_recovers():
+    pool = SandboxPool(max_workers=1)
+    try:
+        assert pool.call("ping") == "pong"
+        old = pool.pids()
+        assert pool.call("sleep", 60, timeout=0.3) is TIMEOUT
+        new = pool.pids()
+        assert new and new != old  # the stuck worker was replaced
+        assert not _is_live_worker(old[0])
+        assert pool.call("ping", timeout=30) == "pong"
+    finally:
+        pool.shutdown()
+    assert pool.pids() == []
+
+
+def test_timeout_scores_zero_and_is_counted(monkeypatch):
+    from mmfinereason.rewards import verify
+
+    real = get_pool()
+
+    class Stuck:
+        def call(self, op, *args, timeout):
+            return real.call("sleep", 60, timeout=timeout)
+
+    monkeypatch.setattr(verify, "get_pool", lambda: Stuck())
+    before = verification_stats()["timeouts"]
+    assert is_correct("<answer>\\sqrt{7}+\\sqrt{11}</answer>", "\\sqrt{7}+\\sqrt{13}", timeout=0.3) is False
+    assert verification_stats()["timeouts"] == before + 1
+
+
+def test_works_from_threads():
+    cases = [(r"\sqrt{12}", r"2\sqrt{3}", True), (r"\sqrt{13}", r"2\sqrt{3}", False), ("B", "B", True)] * 4
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda c: is_correct(c[0], c[1]), cases))
+    assert results == [c[2] for c in cases]
+    assert threading.current_thread() is threading.main_thread()  # the checks above ran in worker threads
+
+
+_CHILD = """
+import json, sys
+from mmfinereason.rewards import is_correct
+from mmfinereason.rewards.sandbox import get_pool
+bomb = "<answer>" + "\\\\frac{" * 20 + "1" + "}{2}" * 20 + "</answer>"
+ok = is_correct(r"\\sqrt{12}", r"2\\sqrt{3}") and not is_correct(bomb, "x", timeout=0.5)
+print(json.dumps({"ok": ok, "pids": get_pool().pids()}))
+"""
+
+
+def test_no_worker_left_after_interpreter_exit():
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1]
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["ok"] and report["pids"]
+    for pid in report["pids"]:
+        assert not _is_live_worker(pid), f"verification worker {pid} outlived its parent"
+
+
+def _is_live_worker(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" and b"symbolic.py" in cmdline
