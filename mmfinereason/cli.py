@@ -17,6 +17,10 @@ from .config import RecipeError
 # One line per sub-command module; each defines register(subparsers).
 COMMAND_MODULES = [
     "mmfinereason.commands.train",
+    "mmfinereason.commands.demo",
+    "mmfinereason.commands.eval",
+    "mmfinereason.commands.select",
+    "mmfinereason.commands.plan",
 ]
 
 

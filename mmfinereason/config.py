@@ -64,7 +64,8 @@ class ModelConfig:
         metadata={"help": "'auto' (bf16 on GPUs that support it, else fp32), 'bfloat16', 'float16' or 'float32'."},
     )
     attn_implementation: str = field(
-        default="sdpa", metadata={"help": "'sdpa', 'eager' or 'flash_attention_2' (needs the `flash` extra)."}
+        default="sdpa", metadata={"help": "'sdpa', 'eager', 'flash_attention_2' (needs the `flash` extra; varlen for packing) or "
+        "'sdpa_varlen' (pure-PyTorch per-example attention for packed rows, no extra needed)."}
     )
     freeze_vision_tower: bool = field(default=True, metadata={"help": "Freeze the ViT blocks (paper: frozen)."})
     freeze_merger: bool = field(default=True, metadata={"help": "Freeze the patch merger(s) (paper: frozen)."})
@@ -101,6 +102,17 @@ class DataConfig:
     streaming: bool = field(default=False, metadata={"help": "Stream sources instead of loading them (1.8M rows)."})
     system_prompt: str | None = field(default=None, metadata={"help": "Optional system turn (paper: none)."})
     seed: int = field(default=42, metadata={"help": "Seed for mixing and shuffling."})
+    tokens_per_batch: int | None = field(
+        default=None,
+        metadata={
+            "help": "Token budget of one micro-batch per device (needs packing: true): batches are built by tokens, "
+            "not rows, so every step sees about the same number of tokens. Unset = per_device_train_batch_size rows."
+        },
+    )
+    packing_buffer_size: int = field(
+        default=1024,
+        metadata={"help": "Examples whose lengths the token-budget sampler bin-packs together (first-fit-decreasing)."},
+    )
 
 
 @dataclass
@@ -113,6 +125,16 @@ class EvalConfig:
     max_new_tokens: int = field(default=256, metadata={"help": "Generation budget per answer."})
     batch_size: int = field(default=16, metadata={"help": "Prompts generated together."})
     repetition_penalty: float = field(default=1.0, metadata={"help": "Paper's evaluation uses 1.05."})
+    every_n_steps: int | None = field(
+        default=None,
+        metadata={"help": "Also measure held-out accuracy every N optimizer steps during training and log it "
+                  "(eval/accuracy, eval/accuracy/<source>; to wandb/trackio when on). None: off."},
+    )
+    during_training_limit: int | None = field(
+        default=None,
+        metadata={"help": "Rows used by the every-N-steps evaluation (default: all `limit` rows); keep it small, "
+                  "it runs many times."},
+    )
 
 
 @dataclass
@@ -281,10 +303,14 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
             if not part.isdigit() or int(part) >= len(node):
                 raise RecipeError(f"override {key!r}: '{part}' is not an index of the list at '{'.'.join(parts[:i])}'")
             node = node[int(part)]
+        elif isinstance(node, dict):
+            if node.get(part) is None:
+                if parts[i + 1].isdigit():
+                    raise RecipeError(f"override {key!r}: the recipe sets no list at '{'.'.join(parts[: i + 1])}'")
+                node[part] = {}
+            node = node[part]
         else:
-            node = node.setdefault(part, {})
-            if node is None:
-                node = raw[part] = {}
+            raise RecipeError(f"override {key!r}: '{'.'.join(parts[:i])}' is not a mapping")
     last = parts[-1]
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):

@@ -92,8 +92,9 @@ def apply_freezing(model, cfg: ModelConfig) -> None:
     for part, params in model_parts(model).items():
         for p in params:
             p.requires_grad_(not frozen[part])
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    # Under ZeRO-3 parameters load sharded and report 0 elements: count their full size.
+    trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+    total = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
     if trainable == 0 and not cfg.lora.enabled:
         raise ValueError("every part of the model is frozen: unfreeze one of vision tower, merger, language model")
     logger.info("trainable parameters: %s / %s (%.1f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)

@@ -29,6 +29,7 @@ class RunResult:
     accuracy_before: AccuracyReport | None = None
     accuracy_after: AccuracyReport | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    log_history: list[dict[str, Any]] = field(default_factory=list)
 
 
 def make_collator(recipe: Recipe, processor, model) -> MultimodalCollator:
@@ -95,14 +96,38 @@ def build_sft(recipe: Recipe, model=None, processor=None):
     model = model or load_model(recipe.model)
     train_dataset, report = load_train_data(recipe)
     logger.info(report.summary())
-    return SFTTrainer(
+    collator = make_collator(recipe, processor, model)
+    trainer = SFTTrainer(
         model=model,
         args=recipe.train,
         train_dataset=train_dataset,
         processing_class=processor,
-        data_collator=make_collator(recipe, processor, model),
+        data_collator=collator,
         data_report=report,
         recipe=recipe,
+        train_batch_sampler=make_batch_sampler(recipe, collator, train_dataset),
+    )
+    if recipe.eval.every_n_steps:  # held-out accuracy during training (trainers/eval_callback.py)
+        from .trainers.eval_callback import AccuracyCallback
+
+        trainer.add_callback(AccuracyCallback.from_recipe(recipe, trainer))
+    return trainer
+
+
+def make_batch_sampler(recipe: Recipe, collator: MultimodalCollator, train_dataset):
+    """The token-budget sampler when ``data.tokens_per_batch`` is set (lengths are read up front), else None."""
+    d, t = recipe.data, recipe.train
+    if not d.tokens_per_batch:
+        return None
+    from .data.sampler import token_budget_sampler
+
+    return token_budget_sampler(
+        train_dataset,
+        collator,
+        d.tokens_per_batch,
+        buffer_size=d.packing_buffer_size,
+        seed=t.data_seed if t.data_seed is not None else t.seed,
+        drop_last=t.dataloader_drop_last,
     )
 
 
@@ -122,8 +147,11 @@ def run_sft(recipe: Recipe) -> RunResult:
     if recipe.eval.before_training:
         result.accuracy_before = measure_accuracy(recipe, trainer.model, trainer.processing_class, eval_examples, "accuracy before")
         _print_accuracy("before training", result.accuracy_before, is_main)
-    train_output = trainer.train(resume_from_checkpoint=recipe.train.resume_from_checkpoint)
+    from .resume import train_resumable  # newest complete checkpoint, markers, exit on preemption
+
+    train_output = train_resumable(trainer, recipe.train.resume_from_checkpoint)
     result.metrics = dict(train_output.metrics)
+    result.log_history = list(trainer.state.log_history)
     trainer.save_model(str(out))
     if is_main:
         trainer.processing_class.save_pretrained(str(out))

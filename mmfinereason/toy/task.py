@@ -89,12 +89,18 @@ def _place(n: int, size: tuple[int, int], radius: tuple[int, int], rng: random.R
 
 
 def _radius(difficulty: int) -> tuple[int, int]:
-    return ((13, 18), (10, 15), (8, 12))[difficulty]
+    return ((22, 30), (12, 17), (8, 12))[difficulty]
 
 
-def _options(correct: str, pool: list[str], rng: random.Random) -> tuple[list[str], str]:
+def _options(correct: str, pool: list[str], difficulty: int, rng: random.Random) -> tuple[list[str], str]:
+    """Options in a fixed order on easy / medium items, shuffled on hard ones.
+
+    Shuffled options make the letter a lookup in the question text on top of the visual judgement — a skill
+    the tiny model acquires slowly; keeping it for hard items only leaves stage 2 something to improve.
+    """
     options = list(pool)
-    rng.shuffle(options)
+    if difficulty == 2:
+        rng.shuffle(options)
     letter = "ABCD"[options.index(correct)]
     return options, letter
 
@@ -110,7 +116,7 @@ def _color_item(difficulty: int, size, rng):
     colors = [rng.choice(list(COLORS)) for _ in spots]
     items = [Item(rng.choice(SHAPES), c, x, y, r) for (x, y, r), c in zip(spots, colors)]
     target = items[0]
-    options, letter = _options(target.color, list(COLORS), rng)
+    options, letter = _options(target.color, list(COLORS), difficulty, rng)
     which = "the shape" if n == 1 else "the largest shape"
     opts = "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(options))
     question = f"What is the colour of {which} in the image?\nOptions:\n{opts}"
@@ -186,7 +192,9 @@ def make_example(index: int, seed: int = 0, difficulty: int | None = None, sourc
     """One row of the task in the MMFineReason schema (image as a PIL image)."""
     rng = random.Random(f"{seed}-{index}")
     source = sources[index % len(sources)]
-    level = rng.choice((0, 0, 1, 1, 2)) if difficulty is None else int(difficulty)
+    # The default mix leans easy: the tiny model learns to see on easy items within the CPU budget, and the
+    # medium / hard ones leave stage 2 (GSPO) room to improve.
+    level = rng.choice((0, 0, 0, 1, 1, 2)) if difficulty is None else int(difficulty)
     if level not in (0, 1, 2):
         raise ValueError(f"difficulty must be 0, 1, 2 or None, got {difficulty!r}")
     size = rng.choice(SIZES)

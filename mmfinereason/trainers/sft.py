@@ -64,6 +64,13 @@ class SFTConfig(TRLSFTConfig):
         default=None, metadata={"help": "bf16 mixed precision; None = on where the GPU supports it, off on CPU."}
     )
     logging_steps: float = field(default=10, metadata={"help": "Log every N optimizer steps."})
+    resume_from_checkpoint: str | None = field(
+        default="auto",
+        metadata={
+            "help": "'auto': the newest complete checkpoint in output_dir (fresh start if none); null: fresh "
+            "start; or a checkpoint path. See mmfinereason.resume."
+        },
+    )
 
     def __post_init__(self):
         if self.packing or self.padding_free:
@@ -74,6 +81,8 @@ class SFTConfig(TRLSFTConfig):
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
         if self.bf16 is None:
             self.bf16 = not self.fp16 and bf16_supported() and not self.use_cpu
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; avoids a warning per epoch on CPU
         super().__post_init__()
 
 
@@ -88,11 +97,47 @@ class SFTTrainer(TRLSFTTrainer):
     >>> trainer.train()
     """
 
-    def __init__(self, *args, data_report=None, recipe=None, **kwargs):
+    def __init__(self, *args, data_report=None, recipe=None, train_batch_sampler=None, **kwargs):
         self.data_report = data_report
         self.recipe = recipe
+        self.train_batch_sampler = train_batch_sampler
         self._token_window = {"real": 0, "total": 0, "start": time.perf_counter()}
         super().__init__(*args, **kwargs)
+        # Qwen-VL models declare `accepts_loss_kwargs = False`, so transformers would not count the label tokens
+        # of the whole accumulated step (`num_items_in_batch`) and would average per-micro-batch means instead —
+        # wrong for packed / token-budget micro-batches of unequal token counts. TRL's compute_loss computes the
+        # loss itself (sum / num_items_in_batch) and never forwards the count to the model, so this is safe.
+        self.model_accepts_loss_kwargs = True
+
+    # ------------------------------------------------------------------ data
+    def get_train_dataloader(self):
+        """Token-budget micro-batches (``data.tokens_per_batch``) when a batch sampler was given, else TRL's.
+
+        Why not TRL's ``packing`` flag: it is text-only (refused for VLMs, trl#4339) and packs token streams
+        before the collator, cutting through image tokens; our collator packs whole multimodal examples with
+        exact mRoPE positions (:mod:`mmfinereason.data.packing`) and this sampler decides which examples share
+        a micro-batch (:mod:`mmfinereason.data.sampler`). The loader is prepared by accelerate like
+        ``Trainer``'s, which gives each rank every n-th batch of the (rank-identical) batch list.
+        """
+        if self.train_batch_sampler is None:
+            return super().get_train_dataloader()
+        from functools import partial
+
+        from torch.utils.data import DataLoader
+        from transformers.trainer_utils import seed_worker
+
+        args = self.args
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=self.train_batch_sampler,
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
+            prefetch_factor=args.dataloader_prefetch_factor if args.dataloader_num_workers > 0 else None,
+            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+        )
+        return self.accelerator.prepare(loader)
 
     # ------------------------------------------------------------------ optimizer
     def create_optimizer(self, model=None):

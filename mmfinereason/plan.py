@@ -1,0 +1,333 @@
+"""Per-GPU memory and tokens per step of a recipe, before a single GPU hour is spent.
+
+``mmfinereason plan RECIPE [LAUNCH.yaml] [--gpus N]`` reads the backbone's *config* (local path, the HF cache,
+or the public Qwen3-VL 2B/4B/8B values shipped below), builds the model on the ``meta`` device to count
+parameters exactly (no weights are read or allocated), applies the recipe's freezing, and prints the memory
+of weights / gradients / optimizer states under DDP, ZeRO-1/2/3 and FSDP2, plus activations at the recipe's
+micro-batch with and without activation checkpointing.
+
+Accounting (mixed precision, the ZeRO paper's, Rajbhandari et al. 2020): every parameter is held in the
+compute dtype (2 bytes in bf16); every *trainable* one also has a gradient in the compute dtype and 12 bytes of
+AdamW state (fp32 master copy + two fp32 moments). DDP replicates all three; ZeRO-1 shards the optimizer
+states over the N ranks, ZeRO-2 also the gradients, ZeRO-3 / FSDP2 (full shard) also the weights. CPU offload
+(``offload_optimizer``) moves the optimizer states off the GPU.
+
+Activations (Korthikanti et al. 2022, adapted to Qwen3's decoder): per token and decoder layer, in the
+compute dtype, a layer keeps its two RMSNorm inputs and outputs (4h), q/k/v (q + 2kv), the attention output
+(h) and the SwiGLU MLP's gate, up, silu(gate) and product (4·I): ``bytes = dtype · (5h + q + 2kv + 4I)``. It
+assumes FlashAttention / SDPA (no s² score matrix), no dropout, a frozen vision tower (its forward keeps no
+activations; an unfrozen one is added per image token). With activation checkpointing only each layer's input
+(h per token) is kept, plus one layer recomputed at a time. The LM head's fp32 logits (``4·V`` bytes per
+token, twice with their gradient) are listed apart: fused cross-entropy kernels (Liger) avoid them. Estimates
+are lower bounds: allocator fragmentation, CUDA context (~0.5-1 GiB) and communication buffers come on top.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+GIB = 1024**3
+
+# Values of the public config.json of each model on the Hugging Face hub (Qwen/Qwen3-VL-{2B,4B,8B}-Instruct;
+# the -Thinking variants share the architecture), trimmed to what the estimate needs.
+QWEN3_VL_CONFIGS: dict[str, dict[str, Any]] = {
+    "Qwen/Qwen3-VL-2B-Instruct": {
+        "text_config": {"hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28,
+                        "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936},
+        "vision_config": {"depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16,
+                          "out_hidden_size": 2048, "patch_size": 16, "spatial_merge_size": 2,
+                          "temporal_patch_size": 2, "deepstack_visual_indexes": [5, 11, 17]},
+        "tie_word_embeddings": True,
+    },
+    "Qwen/Qwen3-VL-4B-Instruct": {
+        "text_config": {"hidden_size": 2560, "intermediate_size": 9728, "num_hidden_layers": 36,
+                        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936},
+        "vision_config": {"depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16,
+                          "out_hidden_size": 2560, "patch_size": 16, "spatial_merge_size": 2,
+                          "temporal_patch_size": 2, "deepstack_visual_indexes": [5, 11, 17]},
+        "tie_word_embeddings": True,
+    },
+    "Qwen/Qwen3-VL-8B-Instruct": {
+        "text_config": {"hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
+                        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936},
+        "vision_config": {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16,
+                          "out_hidden_size": 4096, "patch_size": 16, "spatial_merge_size": 2,
+                          "temporal_patch_size": 2, "deepstack_visual_indexes": [8, 16, 24]},
+        "tie_word_embeddings": False,
+    },
+}
+STRATEGIES = ("ddp", "zero1", "zero2", "zero3", "fsdp2")
+
+
+# --------------------------------------------------------------------------- backbone config
+def shipped_config(name: str) -> tuple[str, dict[str, Any]] | None:
+    """``(model id, values)`` of the shipped Qwen3-VL 2B/4B/8B config a name refers to (Instruct or Thinking,
+    any org or local prefix, e.g. ``outputs/qwen3vl-8b-sft``), else None."""
+    low = re.sub(r"[-_./]", " ", name.lower())
+    if "qwen3 vl" not in low and "qwen3vl" not in low:
+        return None
+    for key, values in QWEN3_VL_CONFIGS.items():
+        size = key.split("-")[2].lower()  # "2b" / "4b" / "8b"
+        if re.search(rf"\b{size}\b", low):
+            return key, values
+    return None
+
+
+def backbone_config(name_or_path: str):
+    """``(Qwen3VLConfig, where it came from)`` for the recipe's backbone: a local dir, the embedded tiny
+    model, the HF cache (offline), or the shipped public values. Never touches weights or the network."""
+    from transformers import AutoConfig, Qwen3VLConfig
+
+    if name_or_path == "tiny":
+        from .toy import tiny_model_dir
+
+        return AutoConfig.from_pretrained(tiny_model_dir()), "the embedded tiny model"
+    if Path(name_or_path, "config.json").is_file():
+        return AutoConfig.from_pretrained(name_or_path), f"{name_or_path}/config.json"
+    try:
+        return AutoConfig.from_pretrained(name_or_path, local_files_only=True), "the Hugging Face cache"
+    except Exception:
+        pass
+    shipped = shipped_config(name_or_path)
+    if shipped is None:
+        raise ValueError(
+            f"no config for {name_or_path!r}: not a local dir, not in the HF cache, and not one of the shipped "
+            f"{sorted(QWEN3_VL_CONFIGS)}; pass --backbone with one of those or a dir holding its config.json"
+        )
+    key, values = shipped
+    return Qwen3VLConfig(**json.loads(json.dumps(values))), f"shipped public config of {key}"
+
+
+def count_parameters(config, model_cfg=None) -> dict[str, dict[str, int]]:
+    """Exact parameter counts ``{part: {"total": n, "trainable": n}}`` of the model built on the meta device,
+    with the recipe's freezing (``model_cfg``: a :class:`~mmfinereason.config.ModelConfig`)."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from .models import part_of
+
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    frozen = {
+        "vision_tower": getattr(model_cfg, "freeze_vision_tower", True),
+        "merger": getattr(model_cfg, "freeze_merger", True),
+        "language_model": getattr(model_cfg, "freeze_language_model", False),
+    }
+    counts = {part: {"total": 0, "trainable": 0} for part in frozen}
+    for name, p in model.named_parameters():  # tied weights appear once
+        part = part_of(name)
+        counts[part]["total"] += p.numel()
+        if not frozen[part]:
+            counts[part]["trainable"] += p.numel()
+    lora = getattr(model_cfg, "lora", None)
+    if lora is not None and lora.enabled:  # adapters train, the base stays frozen
+        text = config.text_config
+        h, i, layers = text.hidden_size, text.intermediate_size, text.num_hidden_layers
+        q, kv = text.num_attention_heads * text.head_dim, text.num_key_value_heads * text.head_dim
+        dims = {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+        adapters = sum(lora.r * (a + b) for m, (a, b) in dims.items() if m in lora.target_modules) * layers
+        for c in counts.values():
+            c["trainable"] = 0
+        counts["lora_adapters"] = {"total": adapters, "trainable": adapters}
+    return counts
+
+
+# --------------------------------------------------------------------------- the estimate
+@dataclass
+class Plan:
+    """Bytes per GPU by component for one strategy, plus the inputs that produced them."""
+
+    strategy: str
+    gpus: int
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+    activations_checkpointed: float
+    logits: float
+
+    def total(self, checkpointing: bool, fused_loss: bool = False) -> float:
+        act = self.activations_checkpointed if checkpointing else self.activations
+        return self.weights + self.gradients + self.optimizer + act + (0.0 if fused_loss else self.logits)
+
+
+def activation_bytes_per_token(config, dtype_bytes: int = 2) -> dict[str, float]:
+    """Per-token activation bytes of one decoder layer (full and checkpointed) and of the fp32 logits."""
+    t = config.text_config
+    h, i = t.hidden_size, t.intermediate_size
+    q = t.num_attention_heads * getattr(t, "head_dim", h // t.num_attention_heads)
+    kv = t.num_key_value_heads * getattr(t, "head_dim", h // t.num_attention_heads)
+    return {
+        "layer": dtype_bytes * (5 * h + q + 2 * kv + 4 * i),
+        "layer_input": dtype_bytes * h,
+        "logits": 2 * 4 * t.vocab_size,  # fp32 logits and their gradient
+        "layers": t.num_hidden_layers,
+    }
+
+
+def vision_activation_bytes_per_patch(config, dtype_bytes: int = 2) -> float:
+    """Per-patch bytes of the whole vision tower when it trains (same layer formula, GELU MLP: 2·I)."""
+    v = config.vision_config
+    return dtype_bytes * (4 * v.hidden_size + 3 * v.hidden_size + 2 * v.intermediate_size) * v.depth
+
+
+def estimate(
+    config,
+    counts: dict[str, dict[str, int]],
+    *,
+    gpus: int,
+    micro_batch_tokens: int,
+    strategy: str,
+    dtype_bytes: int = 2,
+    offload_optimizer: bool = False,
+    image_patches: int = 0,
+) -> Plan:
+    """Bytes per GPU for ``strategy`` (one of :data:`STRATEGIES`) on ``gpus`` data-parallel ranks."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    total = sum(c["total"] for c in counts.values())
+    trainable = sum(c["trainable"] for c in counts.values())
+    weights = dtype_bytes * total
+    grads = dtype_bytes * trainable
+    optim = 12.0 * trainable
+    shard_optim = strategy in ("zero1", "zero2", "zero3", "fsdp2")
+    shard_grads = strategy in ("zero2", "zero3", "fsdp2")
+    shard_weights = strategy in ("zero3", "fsdp2")
+    per_tok = activation_bytes_per_token(config, dtype_bytes)
+    layers = per_tok["layers"]
+    act = micro_batch_tokens * per_tok["layer"] * layers
+    act_ckpt = micro_batch_tokens * (per_tok["layer_input"] * layers + per_tok["layer"])
+    if counts.get("vision_tower", {}).get("trainable") and image_patches:
+        vision = image_patches * vision_activation_bytes_per_patch(config, dtype_bytes)
+        act += vision
+        act_ckpt += vision / config.vision_config.depth
+    return Plan(
+        strategy=strategy,
+        gpus=gpus,
+        weights=weights / (gpus if shard_weights else 1),
+        gradients=grads / (gpus if shard_grads else 1),
+        optimizer=0.0 if offload_optimizer else optim / (gpus if shard_optim else 1),
+        activations=act,
+        activations_checkpointed=act_ckpt,
+        logits=micro_batch_tokens * per_tok["logits"],
+    )
+
+
+def read_launch_config(path: str | Path) -> dict[str, Any]:
+    """The strategy, process count and offload of an accelerate config YAML (ours in launch/accelerate/)."""
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    kind = str(raw.get("distributed_type", "MULTI_GPU")).upper()
+    strategy, offload = "ddp", False
+    if kind == "DEEPSPEED":
+        ds = raw.get("deepspeed_config") or {}
+        if ds.get("deepspeed_config_file"):
+            cfg = json.loads(Path(path).parent.joinpath(ds["deepspeed_config_file"]).read_text())
+            stage = cfg.get("zero_optimization", {}).get("stage", 0)
+            offload = cfg.get("zero_optimization", {}).get("offload_optimizer", {}).get("device", "none") != "none"
+        else:
+            stage = ds.get("zero_stage", 0)
+            offload = str(ds.get("offload_optimizer_device", "none")).lower() != "none"
+        strategy = {0: "ddp", 1: "zero1", 2: "zero2", 3: "zero3"}[int(stage)]
+    elif kind == "FSDP":
+        fsdp = raw.get("fsdp_config") or {}
+        strategy = "fsdp2"
+        offload = bool(fsdp.get("fsdp_offload_params", False))
+    return {"strategy": strategy, "gpus": int(raw.get("num_processes", 8)), "offload_optimizer": offload}
+
+
+# --------------------------------------------------------------------------- recipe -> report
+def recipe_shapes(recipe) -> dict[str, Any]:
+    """Micro-batch tokens, tokens per optimizer step (per GPU) and dtype size implied by the recipe."""
+    t, d = recipe.train, recipe.data
+    if recipe.stage == "gspo":
+        seq = int(getattr(t, "max_prompt_length", 0) or 0) + int(getattr(t, "max_completion_length", 0) or 0)
+        seq = seq or d.max_length
+    else:
+        seq = d.max_length
+    rows = int(t.per_device_train_batch_size)
+    budget = getattr(d, "tokens_per_batch", None)
+    micro = int(budget) if budget else rows * seq  # packed rows are at most max_length long
+    checkpointing = bool(getattr(t, "activation_checkpointing", False) or getattr(t, "gradient_checkpointing", False))
+    dtype = str(recipe.model.dtype)
+    return {
+        "micro_batch_tokens": micro,
+        "tokens_per_step_per_gpu": micro * int(t.gradient_accumulation_steps),
+        "sequence_length": seq,
+        "checkpointing": checkpointing,
+        "fused_loss": bool(getattr(t, "use_liger_kernel", False)),
+        "vllm_colocate": float(getattr(t, "vllm_gpu_memory_utilization", 0.0))
+        if getattr(t, "use_vllm", False) and getattr(t, "vllm_mode", "") == "colocate" else 0.0,
+        "dtype_bytes": 4 if dtype in ("float32", "fp32") else 2,
+        "image_patches": rows * max(1, int(d.max_pixels) // 256),  # >= one image per row, 16x16 patches
+    }
+
+
+def plan_recipe(recipe, launch: str | Path | None = None, gpus: int | None = None, backbone: str | None = None) -> dict[str, Any]:
+    """Everything :func:`format_plan` prints, as data: config source, parameter counts, shapes, plans."""
+    launch_cfg = read_launch_config(launch) if launch else {"strategy": None, "gpus": 8, "offload_optimizer": False}
+    n = int(gpus or launch_cfg["gpus"])
+    name = backbone or recipe.model.name_or_path
+    config, source = backbone_config(name)
+    counts = count_parameters(config, recipe.model)
+    shapes = recipe_shapes(recipe)
+    plans = {
+        s: estimate(
+            config, counts, gpus=n, micro_batch_tokens=shapes["micro_batch_tokens"], strategy=s,
+            dtype_bytes=shapes["dtype_bytes"], offload_optimizer=launch_cfg["offload_optimizer"] and s == launch_cfg["strategy"],
+            image_patches=shapes["image_patches"],
+        )
+        for s in STRATEGIES
+    }
+    return {"backbone": name, "config_source": source, "gpus": n, "launch": launch_cfg, "counts": counts,
+            "shapes": shapes, "plans": plans}
+
+
+def _gib(x: float) -> str:
+    return f"{x / GIB:8.2f}"
+
+
+def format_plan(report: dict[str, Any], gpu_memory_gib: float = 80.0) -> str:
+    """A readable table: one row per strategy, the launch config's row marked with ``*``."""
+    c, s, n = report["counts"], report["shapes"], report["gpus"]
+    total = sum(v["total"] for v in c.values())
+    trainable = sum(v["trainable"] for v in c.values())
+    lines = [
+        f"backbone {report['backbone']} ({report['config_source']}): {total / 1e9:.3f}B parameters, "
+        f"{trainable / 1e9:.3f}B trainable",
+        "  " + ", ".join(f"{k} {v['total'] / 1e6:,.1f}M ({v['trainable'] / 1e6:,.1f}M trainable)" for k, v in c.items()),
+        f"micro-batch: {s['micro_batch_tokens']:,} tokens per GPU (sequence {s['sequence_length']:,}); "
+        f"tokens per optimizer step: {s['tokens_per_step_per_gpu']:,} per GPU, "
+        f"{s['tokens_per_step_per_gpu'] * n:,} on {n} GPUs (upper bound: full packed rows)",
+        f"recipe: activation checkpointing {'on' if s['checkpointing'] else 'off'}, "
+        f"fused cross-entropy (Liger) {'on' if s['fused_loss'] else 'off'} -> the 'recipe' column",
+        "",
+        f"estimated GiB per GPU on {n} GPUs (weights {s['dtype_bytes']} B/param, AdamW 12 B/trainable param)",
+        f"  {'strategy':<9}{'weights':>9}{'grads':>9}{'optim':>9}{'act':>9}{'act+ckpt':>9}{'logits':>9}"
+        f"{'total':>9}{'+ckpt':>9}{'+ckpt+fused':>12}{'recipe':>9}",
+    ]
+    chosen = report["launch"]["strategy"]
+    for name, p in report["plans"].items():
+        best = p.total(True, True)
+        mine = p.total(s["checkpointing"], s["fused_loss"])
+        fits = "  fits" if mine <= gpu_memory_gib * GIB else f"  > {gpu_memory_gib:g} GiB"
+        lines.append(
+            f"{'*' if name == chosen else ' '} {name:<9}{_gib(p.weights)} {_gib(p.gradients)} {_gib(p.optimizer)} "
+            f"{_gib(p.activations)} {_gib(p.activations_checkpointed)} {_gib(p.logits)} {_gib(p.total(False))} "
+            f"{_gib(p.total(True))} {_gib(best):>11} {_gib(mine)}{fits}"
+        )
+    if s.get("vllm_colocate"):
+        lines.append(f"vLLM colocate also reserves {s['vllm_colocate']:.0%} of each GPU for generation (not included above)")
+    lines += [
+        "",
+        "act: activations without checkpointing; act+ckpt: with train.activation_checkpointing; logits: fp32 LM-head",
+        "logits + grad (0 with a fused cross-entropy such as Liger). Lower bounds: add ~1-2 GiB for the CUDA",
+        "context, NCCL buffers and fragmentation. Formulas: mmfinereason/plan.py.",
+    ]
+    return "\n".join(lines)

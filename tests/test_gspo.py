@@ -1,0 +1,319 @@
+"""GSPO: the loss is GSPO's (sequence ratio, clipping, group-normalised advantages), dynamic sampling, a short run.
+
+Everything runs on the embedded tiny Qwen3-VL (1.3M parameters), offline, in well under a minute per test.
+"""
+
+from __future__ import annotations
+
+import datasets
+import pytest
+import torch
+
+from mmfinereason.config import RecipeError, recipe_from_dict
+from mmfinereason.data.chat import render_prompt
+from mmfinereason.data.sources import load_sources
+from mmfinereason.data.mixing import SourceSpec
+from mmfinereason.models import load_processor
+from mmfinereason.toy import tiny_model_dir
+from mmfinereason.trainers.dynamic_sampling import (
+    concat_batches,
+    group_rows,
+    informative_groups,
+    pad_groups,
+    select_rows,
+)
+from mmfinereason.trainers.gspo import GSPOConfig, GSPOTrainer
+from mmfinereason.trainers.gspo_data import add_prompts, prompt_length, resolve_reward
+
+EPS_LOW, EPS_HIGH = 3e-4, 4e-4
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hf_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_datasets_cache")))
+
+
+def toy_prompts(n: int, split: str = "rl") -> datasets.Dataset:
+    dataset, _ = load_sources([SourceSpec(path="toy", split=split, limit=n)], require_response=False)
+    return add_prompts(dataset)
+
+
+@pytest.fixture(autouse=True)
+def _tiny(tiny_dir):
+    """Build the tiny model once, in the session's cache (conftest), before any test loads it."""
+
+
+def make_trainer(tmp_path, reward_funcs=None, train_dataset=None, **overrides) -> GSPOTrainer:
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir(), dtype=torch.float32)
+    model.config.use_cache = False
+    settings = dict(
+        output_dir=str(tmp_path / "gspo"),
+        num_generations=2,
+        per_device_train_batch_size=4,
+        max_completion_length=8,
+        max_steps=2,
+        learning_rate=1e-2,
+        warmup_steps=0,
+        weight_decay=0.0,
+        save_strategy="no",
+        logging_steps=1,
+        seed=0,
+        disable_tqdm=True,
+    )
+    settings.update(overrides)
+    return GSPOTrainer(
+        model,
+        reward_funcs=reward_funcs,
+        args=GSPOConfig(**settings),
+        train_dataset=train_dataset if train_dataset is not None else toy_prompts(16),
+        processing_class=load_processor("tiny"),
+    )
+
+
+# --------------------------------------------------------------------------- config
+def test_config_is_the_paper_preset(tmp_path):
+    args = GSPOConfig(output_dir=str(tmp_path))
+    assert args.importance_sampling_level == "sequence" and args.loss_type == "grpo" and args.beta == 0.0
+    assert (args.epsilon, args.epsilon_high) == (3e-4, 4e-4)
+    assert (args.num_generations, args.temperature, args.learning_rate) == (16, 1.0, 1e-6)
+    assert args.lr_scheduler_type.value == "constant_with_warmup" and args.warmup_steps == 10
+    assert args.weight_decay == 0.1 and args.max_prompt_length == 8192 and args.max_completion_length == 16384
+    assert args.mask_truncated_completions and args.bf16 is False  # overlong: mask; CPU: no bf16
+    with pytest.raises(ValueError, match="overlong"):
+        GSPOConfig(output_dir=str(tmp_path), overlong="drop")
+    with pytest.raises(ValueError, match="reward_weights"):
+        GSPOConfig(output_dir=str(tmp_path), reward_funcs=["accuracy"], reward_weights=[1.0, 0.5])
+
+
+def test_recipe_rejects_unknown_gspo_key():
+    with pytest.raises(RecipeError, match="dynamic_sampling"):
+        recipe_from_dict({"stage": "gspo", "train": {"dynamic_samplng": False}})
+
+
+def test_reward_resolution():
+    from mmfinereason.rewards import accuracy_reward, format_reward
+
+    assert resolve_reward("accuracy") is accuracy_reward
+    assert resolve_reward("mmfinereason.rewards:format_reward") is format_reward
+    assert resolve_reward("mmfinereason.rewards.format_reward") is format_reward
+    with pytest.raises(ValueError, match="no callable"):
+        resolve_reward("mmfinereason.rewards:nope")
+    with pytest.raises(ValueError, match="unknown reward"):
+        resolve_reward("accurracy")
+
+
+def test_prompt_matches_sft_and_length_counts_image_tokens():
+    processor = load_processor("tiny")
+    row = toy_prompts(1)[0]
+    assert row["prompt"][0]["role"] == "user"
+    trl_text = processor.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    assert trl_text == render_prompt(processor, row["question"], 1)
+    encoded = processor(text=[trl_text], images=[row["images"]], return_tensors="pt")
+    assert prompt_length(processor, row, None, 1024, 589824) == encoded["input_ids"].shape[1]
+
+
+# --------------------------------------------------------------------------- the loss is GSPO's
+def _gspo_loss(logps, old, mask, adv, level: str):
+    """The GSPO objective written from RECIPE.md: s_i = exp(mean_t log ratio), clip to [1-ε_low, 1+ε_high]."""
+    log_ratio = logps - old
+    if level == "sequence":
+        s = torch.exp((log_ratio * mask).sum(-1) / mask.sum(-1)).unsqueeze(-1)
+        per_seq = -torch.min(s * adv[:, None], s.clamp(1 - EPS_LOW, 1 + EPS_HIGH) * adv[:, None]).squeeze(-1)
+    else:  # token-level (GRPO) — what the test must tell apart
+        r = torch.exp(log_ratio)
+        per_tok = -torch.min(r * adv[:, None], r.clamp(1 - EPS_LOW, 1 + EPS_HIGH) * adv[:, None])
+        per_seq = (per_tok * mask).sum(-1) / mask.sum(-1)
+    return per_seq.mean()
+
+
+def test_loss_is_gspo_sequence_ratio_clipping_and_gradient(tmp_path):
+    trainer = make_trainer(tmp_path)
+    model = trainer.model
+    model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    g = torch.Generator().manual_seed(0)
+    B, P, C = 4, 5, 6
+    prompt_ids = torch.randint(10, 200, (B, P), generator=g)
+    completion_ids = torch.randint(10, 200, (B, C), generator=g)
+    completion_mask = torch.tensor([[1] * 6, [1] * 6, [1] * 4 + [0] * 2, [1] * 5 + [0]])
+    prompt_mask = torch.ones(B, P, dtype=torch.long)
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0])  # two groups of 2
+    grouped = rewards.view(-1, 2)
+    adv = ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-4)).view(-1)
+    with torch.no_grad():
+        logps, _, _ = trainer._get_per_token_logps_and_entropies(
+            model, torch.cat([prompt_ids, completion_ids], 1), torch.cat([prompt_mask, completion_mask], 1), C
+        )
+    # Per-token log-ratios (θ vs old): row 0 alternates ±0.05 (mean 0: unclipped as a sequence, clipped per token);
+    # row 1 is +0.001 everywhere (sequence ratio 1.001 > 1+ε_high with A<0: unclipped side); row 2 -0.002 (A<0,
+    # ratio < 1-ε_low: clipped); row 3 +0.002 with A>0 (clipped high).
+    delta = torch.tensor(
+        [[0.05, -0.05] * 3, [0.001] * 6, [-0.002] * 6, [0.002] * 6]
+    )
+    old = logps - delta
+    inputs = {
+        "prompt_ids": prompt_ids,
+        "prompt_mask": prompt_mask,
+        "completion_ids": completion_ids,
+        "completion_mask": completion_mask,
+        "advantages": adv,
+        "old_per_token_logps": old,
+        "num_items_in_batch": completion_mask.sum(),
+    }
+    model.zero_grad()
+    loss = trainer.compute_loss(model, inputs)
+    loss.backward()
+    got_grad = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    model.zero_grad()
+    logps_g, _, _ = trainer._get_per_token_logps_and_entropies(
+        model, torch.cat([prompt_ids, completion_ids], 1), torch.cat([prompt_mask, completion_mask], 1), C
+    )
+    expected = _gspo_loss(logps_g, old, completion_mask.float(), adv, "sequence")
+    expected.backward()
+    want_grad = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    token_level = _gspo_loss(logps, old, completion_mask.float(), adv, "token")
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+    assert abs(token_level.item() - expected.item()) > 1e-3  # the test can tell GSPO from token-level GRPO
+    assert len(got_grad) == len(want_grad) > 0
+    for a, b in zip(got_grad, want_grad):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    clipped = trainer._metrics["train"]["clip_ratio/region_mean"][-1]
+    assert clipped == pytest.approx(0.5)  # rows 2 and 3 clipped, as sequences
+
+    trainer.importance_sampling_level = "token"  # sanity: the same batch through token-level GRPO differs
+    with torch.no_grad():
+        assert trainer.compute_loss(model, inputs).item() == pytest.approx(token_level.item(), abs=1e-6)
+
+
+def test_advantages_are_group_normalised(tmp_path, monkeypatch):
+    rewards = [0.0, 1.0, 1.0, 1.0, 0.2, 0.9, 0.0, 0.0]
+
+    def fixed_reward(completions, **kwargs):
+        return rewards[: len(completions)]
+
+    trainer = make_trainer(
+        tmp_path, reward_funcs=[fixed_reward], num_generations=4, per_device_train_batch_size=8, dynamic_sampling=False,
+        reward_weights=None,
+    )
+    rows = [dict(trainer.train_dataset[i]) for i in (0, 1) for _ in range(4)]
+    out = trainer._generate_and_score_completions(rows)
+    r = torch.tensor(rewards).view(2, 4)
+    expected = ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-4)).view(-1)
+    torch.testing.assert_close(out["advantages"], expected, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- dynamic sampling
+def test_informative_groups_on_hand_built_rewards():
+    rewards = torch.tensor([1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0.5, float("nan"), float("nan"), 0.5])
+    assert informative_groups(rewards, 4).tolist() == [False, True, False, False]
+    nan_pair = torch.tensor([1.0, float("nan"), float("nan"), float("nan")])
+    assert informative_groups(nan_pair, 2).tolist() == [False, False]
+    assert group_rows([1, 3], 2).tolist() == [2, 3, 6, 7]
+    rows, kept = pad_groups([None, None], [torch.tensor([False, True]), torch.tensor([True, True])], 2, 2)
+    assert kept == 2 and [r.tolist() for r in rows] == [[2, 3], [0, 1]]
+    rows, kept = pad_groups([None, None], [torch.tensor([False, True]), torch.tensor([False, False])], 2, 2)
+    assert kept == 1 and [r.tolist() for r in rows] == [[0, 1, 2, 3], []]
+
+
+def test_select_and_concat_repad_generation_batches():
+    a = {
+        "prompt_ids": torch.tensor([[0, 5, 6], [7, 8, 9]]),
+        "prompt_mask": torch.tensor([[0, 1, 1], [1, 1, 1]]),
+        "completion_ids": torch.tensor([[1, 0], [2, 3]]),
+        "completion_mask": torch.tensor([[1, 0], [1, 1]]),
+        "advantages": torch.tensor([0.5, -0.5]),
+        "mm_token_type_ids": torch.tensor([[0, 1, 0, 0, 0], [1, 1, 0, 0, 0]]),
+        "pixel_values": torch.arange(8.0).view(4, 2),
+        "image_grid_thw": torch.tensor([[1, 1, 1], [1, 1, 3]]),
+        "num_images": [1, 1],
+        "num_items_in_batch": torch.tensor(3),
+    }
+    b = {
+        "prompt_ids": torch.tensor([[4]]),
+        "prompt_mask": torch.tensor([[1]]),
+        "completion_ids": torch.tensor([[1, 2, 3]]),
+        "completion_mask": torch.tensor([[1, 1, 1]]),
+        "advantages": torch.tensor([1.0]),
+        "mm_token_type_ids": torch.tensor([[0, 0, 0, 0]]),
+        "pixel_values": torch.full((2, 2), -1.0),
+        "image_grid_thw": torch.tensor([[1, 1, 2]]),
+        "num_images": [1],
+        "num_items_in_batch": torch.tensor(3),
+    }
+    picked = select_rows(a, torch.tensor([1]))
+    assert picked["pixel_values"].tolist() == [[2, 3], [4, 5], [6, 7]] and picked["num_images"] == [1]
+    merged = concat_batches([picked, b], pad_token_id=0)
+    assert merged["prompt_ids"].tolist() == [[7, 8, 9], [0, 0, 4]]
+    assert merged["prompt_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert merged["completion_ids"].tolist() == [[2, 3, 0], [1, 2, 3]]
+    assert merged["completion_mask"].tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert merged["mm_token_type_ids"].tolist() == [[1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]]
+    assert merged["image_grid_thw"].tolist() == [[1, 1, 3], [1, 1, 2]]
+    assert merged["pixel_values"].shape == (5, 2) and merged["advantages"].tolist() == [-0.5, 1.0]
+    with pytest.raises(ValueError, match="dynamic_sampling: false"):
+        select_rows({**a, "image_sizes": torch.zeros(2, 2)}, torch.tensor([0]))
+
+
+def test_dynamic_sampling_refills_degenerate_groups(tmp_path):
+    """Groups whose rewards agree are replaced by groups from further prompts; the batch keeps its size."""
+
+    def reward(completions, source, **kwargs):
+        # toy_count prompts get identical rewards (no signal); the others alternate 0/1 within their group
+        return [0.5 if s == "toy_count" else float(i % 2) for i, s in enumerate(source)]
+
+    trainer = make_trainer(
+        tmp_path, reward_funcs=[reward], reward_weights=None, per_device_train_batch_size=8, dynamic_sampling_max_retries=2
+    )
+    trainer.model.train()
+    data = trainer.train_dataset
+    count = [i for i in range(len(data)) if data[i]["source"] == "toy_count"][:2]
+    other = [i for i in range(len(data)) if data[i]["source"] != "toy_count"][:2]
+    rows = [dict(data[i]) for i in (count[0], other[0], count[1], other[1]) for _ in range(2)]
+    out = trainer._generate_and_score_completions(rows)
+    assert out["advantages"].shape == (8,) and out["prompt_ids"].shape[0] == 8
+    assert sum(out["num_images"]) == 8 and out["image_grid_thw"].shape[0] == 8
+    adv = out["advantages"].view(-1, 2)
+    metrics = trainer._metrics["train"]
+    assert metrics["dynamic_sampling/frac_zero_variance_groups"][-1] == pytest.approx(0.5)
+    if metrics["dynamic_sampling/frac_informative_in_batch"][-1] == 1.0:
+        assert bool((adv.abs().sum(1) > 0).all())
+    assert metrics["dynamic_sampling/retries"][-1] >= 1
+    assert out["num_items_in_batch"] == out["completion_mask"].sum()
+
+
+# --------------------------------------------------------------------------- end to end
+def length_reward(completions, **kwargs):
+    """A signal even a random model has: longer completions score higher."""
+    from mmfinereason.rewards import completion_text
+
+    return [len(completion_text(c)) / 100.0 for c in completions]
+
+
+def test_short_gspo_run_changes_parameters(tmp_path):
+    trainer = make_trainer(tmp_path, reward_funcs=[length_reward], reward_weights=None, overlong="none")
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    changed = [n for n, p in trainer.model.named_parameters() if not torch.equal(before[n], p.detach())]
+    assert changed, "no parameter moved"
+    assert any("visual" not in n for n in changed)
+    history = [h for h in trainer.state.log_history if "reward" in h]
+    assert history and "tokens_per_second" in history[0] and "dynamic_sampling/frac_zero_variance_groups" in history[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("vllm_mode", ["colocate"])
+def test_vllm_generation_on_gpu(tmp_path, vllm_mode):
+    """vLLM rollouts (the `vllm` extra) on a lent GPU; skipped on CPU-only machines and in CI."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    pytest.importorskip("vllm")
+    trainer = make_trainer(
+        tmp_path, reward_funcs=[length_reward], reward_weights=None, use_vllm=True, vllm_mode=vllm_mode,
+        vllm_gpu_memory_utilization=0.2, vllm_enable_sleep_mode=False, max_steps=1,
+    )
+    trainer.train()
+    assert any("reward" in h for h in trainer.state.log_history)

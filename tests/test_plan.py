@@ -1,0 +1,109 @@
+"""``mmfinereason plan``: parameter counts from configs only, and the ZeRO / FSDP memory arithmetic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mmfinereason.cli import main
+from mmfinereason.config import load_recipe
+from mmfinereason.plan import (
+    GIB,
+    QWEN3_VL_CONFIGS,
+    activation_bytes_per_token,
+    backbone_config,
+    count_parameters,
+    estimate,
+    plan_recipe,
+    read_launch_config,
+    shipped_config,
+)
+
+
+def _recipe(tmp_path, name="Qwen/Qwen3-VL-8B-Instruct", **train):
+    train = {"output_dir": str(tmp_path / "o"), "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4, **train}
+    lines = [f"stage: sft", f"model: {{name_or_path: {name}, dtype: bfloat16}}", "data: {max_length: 32768, packing: true}",
+             "train: " + json.dumps(train)]
+    path = tmp_path / "r.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, billions", [("Qwen/Qwen3-VL-2B-Instruct", 2.13), ("Qwen/Qwen3-VL-4B-Instruct", 4.44), ("Qwen/Qwen3-VL-8B-Instruct", 8.77)]
+)
+def test_shipped_configs_give_the_published_sizes(name, billions):
+    config, source = backbone_config(name)
+    assert source == f"shipped public config of {name}"
+    counts = count_parameters(config)
+    total = sum(c["total"] for c in counts.values())
+    assert abs(total / 1e9 - billions) < 0.02
+    # the paper's setting: vision tower and merger frozen, the language model trains
+    assert counts["vision_tower"]["trainable"] == counts["merger"]["trainable"] == 0
+    assert counts["language_model"]["trainable"] == counts["language_model"]["total"]
+
+
+def test_shipped_config_lookup_by_name():
+    assert shipped_config("Qwen/Qwen3-VL-8B-Thinking")[0] == "Qwen/Qwen3-VL-8B-Instruct"
+    assert shipped_config("my-org/qwen3-vl-2b-instruct")[0] == "Qwen/Qwen3-VL-2B-Instruct"
+    assert shipped_config("outputs/qwen3vl-4b-sft")[0] == "Qwen/Qwen3-VL-4B-Instruct"  # the GSPO recipes' init
+    assert shipped_config("Qwen/Qwen2.5-VL-7B-Instruct") is None
+    assert shipped_config("qwen3-vl-18b") is None
+    with pytest.raises(ValueError, match="no config for"):
+        backbone_config("nobody/unknown-model")
+
+
+def test_zero_stages_shard_what_they_should():
+    config, _ = backbone_config("Qwen/Qwen3-VL-8B-Instruct")
+    counts = count_parameters(config)
+    total = sum(c["total"] for c in counts.values())
+    trainable = sum(c["trainable"] for c in counts.values())
+    p = {s: estimate(config, counts, gpus=8, micro_batch_tokens=32768, strategy=s) for s in ("ddp", "zero2", "zero3", "fsdp2")}
+    assert p["ddp"].weights == 2 * total and p["ddp"].gradients == 2 * trainable and p["ddp"].optimizer == 12 * trainable
+    assert p["zero2"].weights == 2 * total and p["zero2"].gradients == 2 * trainable / 8 and p["zero2"].optimizer == 12 * trainable / 8
+    assert p["zero3"].weights == 2 * total / 8 and vars(p["zero3"]) == {**vars(p["fsdp2"]), "strategy": "zero3"}
+    # activations do not depend on the sharding; checkpointing keeps far less
+    assert p["ddp"].activations == p["zero3"].activations > 10 * p["zero3"].activations_checkpointed
+    per_tok = activation_bytes_per_token(config)
+    assert per_tok["layer"] == 2 * (5 * 4096 + 4096 + 2 * 1024 + 4 * 12288)
+    assert p["zero3"].total(True) < p["zero2"].total(True) < p["ddp"].total(True)
+    with pytest.raises(ValueError):
+        estimate(config, counts, gpus=8, micro_batch_tokens=1, strategy="zero4")
+
+
+def test_launch_configs_are_read(tmp_path):
+    from pathlib import Path
+
+    launch = Path(__file__).resolve().parents[1] / "launch" / "accelerate"
+    assert read_launch_config(launch / "zero2.yaml")["strategy"] == "zero2"
+    assert read_launch_config(launch / "zero3.yaml")["strategy"] == "zero3"
+    assert read_launch_config(launch / "fsdp2.yaml")["strategy"] == "fsdp2"
+    multi = read_launch_config(launch / "multi-node.yaml")
+    assert multi["strategy"] == "zero2" and multi["gpus"] == 32
+
+
+def test_plan_recipe_and_cli(tmp_path, capsys):
+    recipe = load_recipe(_recipe(tmp_path, activation_checkpointing=True))
+    report = plan_recipe(recipe, gpus=8)
+    assert report["shapes"]["micro_batch_tokens"] == 32768 and report["shapes"]["tokens_per_step_per_gpu"] == 4 * 32768
+    assert report["shapes"]["checkpointing"]
+    # the paper's 8B SFT (ZeRO-2, checkpointing, Liger) fits on 80 GiB; plain DDP does not
+    assert report["plans"]["zero2"].total(True, True) < 80 * GIB < report["plans"]["ddp"].total(True, True)
+    assert main(["plan", str(_recipe(tmp_path)), "--gpus", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "8.767B parameters" in out and "zero3" in out and "1,048,576 on 8 GPUs" in out
+    assert main(["plan", str(_recipe(tmp_path)), "train.per_device_train_batch_size=2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["shapes"]["micro_batch_tokens"] == 65536
+    assert main(["plan", str(_recipe(tmp_path, name="nobody/unknown")), "--backbone", "Qwen/Qwen3-VL-2B-Instruct"]) == 0
+    assert "Qwen/Qwen3-VL-2B-Instruct (shipped public config" in capsys.readouterr().out
+    assert main(["plan", str(_recipe(tmp_path, name="nobody/unknown"))]) == 2
+    assert "--backbone" in capsys.readouterr().err
+
+
+def test_plan_of_the_tiny_recipe_runs():
+    report = plan_recipe(load_recipe("recipes/tiny/sft.yaml"), gpus=2)
+    total = sum(c["total"] for c in report["counts"].values())
+    assert 1e6 < total < 2e6  # the tiny model, ~1.3M parameters
+    assert report["shapes"]["dtype_bytes"] == 4
