@@ -137,18 +137,17 @@ def _print_accuracy(label: str, report: AccuracyReport | None, is_main: bool) ->
         print(report.table())
 
 
-def run_sft(recipe: Recipe) -> RunResult:
-    """Train stage 1 as the recipe says; print held-out accuracy before and after; save model + recipe."""
-    trainer = build_sft(recipe)
+def run_stage(recipe: Recipe, trainer, label: str = "training") -> RunResult:
+    """The shared run of either stage: accuracy before -> train (resumable) -> save -> accuracy after."""
+    from .resume import train_resumable  # newest complete checkpoint, markers, exit on preemption
+
     is_main = trainer.accelerator.is_main_process
     out = Path(recipe.train.output_dir)
     eval_examples = load_eval_examples(recipe)
     result = RunResult(output_dir=str(out))
     if recipe.eval.before_training:
         result.accuracy_before = measure_accuracy(recipe, trainer.model, trainer.processing_class, eval_examples, "accuracy before")
-        _print_accuracy("before training", result.accuracy_before, is_main)
-    from .resume import train_resumable  # newest complete checkpoint, markers, exit on preemption
-
+        _print_accuracy(f"before {label}", result.accuracy_before, is_main)
     train_output = train_resumable(trainer, recipe.train.resume_from_checkpoint)
     result.metrics = dict(train_output.metrics)
     result.log_history = list(trainer.state.log_history)
@@ -158,9 +157,14 @@ def run_sft(recipe: Recipe) -> RunResult:
         recipe.save(out / "recipe.yaml")
     if recipe.eval.after_training:
         result.accuracy_after = measure_accuracy(recipe, trainer.model, trainer.processing_class, eval_examples, "accuracy after")
-        _print_accuracy("after training", result.accuracy_after, is_main)
+        _print_accuracy(f"after {label}", result.accuracy_after, is_main)
         if result.accuracy_after is not None:
             trainer.log(result.accuracy_after.metrics())
     if is_main:
         print(f"\nsaved model, processor and recipe to {out}")
     return result
+
+
+def run_sft(recipe: Recipe) -> RunResult:
+    """Train stage 1 as the recipe says; print held-out accuracy before and after; save model + recipe."""
+    return run_stage(recipe, build_sft(recipe), "training")

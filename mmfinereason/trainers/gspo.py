@@ -180,7 +180,6 @@ class GSPOTrainer(TRLGRPOTrainer):
             # TRL left-pads prompt ids itself but takes mm_token_type_ids from the processor: both must agree.
             tokenizer.padding_side = "left"
         self._token_window = (0, time.perf_counter())
-        self._refill_iter = None
         self._last_rewards: torch.Tensor | None = None
         super().__init__(model, reward_funcs=reward_funcs, args=args, **kwargs)
 
@@ -226,27 +225,20 @@ class GSPOTrainer(TRLGRPOTrainer):
         start = self.accelerator.process_index * num_rows
         return self._last_rewards[start : start + num_rows].cpu()
 
-    def _more_prompts(self, num_groups: int) -> list[dict[str, Any]]:
-        """Further prompts for refilling, each repeated num_generations times (own seeded order, cycled)."""
-        if self._refill_iter is None:
-            dataset = self.train_dataset
-            seed = self.args.seed + 104729 * (self.accelerator.process_index + 1)
-            if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__"):
-                g = torch.Generator().manual_seed(seed)
+    def _more_prompts(self, num_groups: int, retry: int = 1) -> list[dict[str, Any]]:
+        """Further prompts for refilling, each repeated num_generations times.
 
-                def rows():
-                    while True:
-                        for i in torch.randperm(len(dataset), generator=g).tolist():
-                            yield dataset[i]
-
-            else:  # streaming: a differently seeded shuffle of the stream, restarted when exhausted
-
-                def rows():
-                    for epoch in itertools.count():
-                        yield from dataset.shuffle(seed=seed + epoch, buffer_size=1000)
-
-            self._refill_iter = rows()
-        picked = [next(self._refill_iter) for _ in range(num_groups)]
+        Stateless on purpose: the draw depends only on (seed, rank, global step, retry), so a run resumed from a
+        checkpoint refills exactly as the uninterrupted run did — no iterator position to save.
+        """
+        dataset = self.train_dataset
+        seed = (self.args.seed * 1_000_003 + 104729 * (self.accelerator.process_index + 1)
+                + 7919 * self.state.global_step + retry) % (2**63)
+        if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__"):
+            g = torch.Generator().manual_seed(seed)
+            picked = [dataset[i] for i in torch.randint(len(dataset), (num_groups,), generator=g).tolist()]
+        else:  # streaming: a differently seeded shuffle of the stream per refill
+            picked = list(itertools.islice(dataset.shuffle(seed=seed % (2**32), buffer_size=1000), num_groups))
         return [dict(row) for row in picked for _ in range(self.num_generations)]
 
     def _generate_and_score_completions(self, inputs):
@@ -271,7 +263,7 @@ class GSPOTrainer(TRLGRPOTrainer):
             if global_deficit == 0 or retries >= self.args.dynamic_sampling_max_retries:
                 break
             retries += 1
-            more = self._more_prompts(num_groups)
+            more = self._more_prompts(num_groups, retries)
             batches.append(super()._generate_and_score_completions(more))
             masks.append(informative_groups(self._local_rewards(len(more)), g))
             self._log_group_stats(masks[-1], retry=True)
@@ -337,30 +329,6 @@ def build_gspo(recipe, model=None, processor=None) -> GSPOTrainer:
 
 def run_gspo(recipe):
     """Train stage 2 as the recipe says; print held-out accuracy before and after; save model + recipe."""
-    from ..pipeline import RunResult, _print_accuracy, load_eval_examples, measure_accuracy
+    from ..pipeline import run_stage
 
-    trainer = build_gspo(recipe)
-    is_main = trainer.accelerator.is_main_process
-    out = Path(recipe.train.output_dir)
-    eval_examples = load_eval_examples(recipe)
-    result = RunResult(output_dir=str(out))
-    if recipe.eval.before_training:
-        result.accuracy_before = measure_accuracy(recipe, trainer.model, trainer.processing_class, eval_examples, "accuracy before")
-        _print_accuracy("before GSPO", result.accuracy_before, is_main)
-    from ..resume import train_resumable  # newest complete checkpoint, markers, exit on preemption
-
-    train_output = train_resumable(trainer, recipe.train.resume_from_checkpoint)
-    result.metrics = dict(train_output.metrics)
-    result.log_history = list(trainer.state.log_history)
-    trainer.save_model(str(out))
-    if is_main:
-        trainer.processing_class.save_pretrained(str(out))
-        recipe.save(out / "recipe.yaml")
-    if recipe.eval.after_training:
-        result.accuracy_after = measure_accuracy(recipe, trainer.model, trainer.processing_class, eval_examples, "accuracy after")
-        _print_accuracy("after GSPO", result.accuracy_after, is_main)
-        if result.accuracy_after is not None:
-            trainer.log(result.accuracy_after.metrics())
-    if is_main:
-        print(f"\nsaved model, processor and recipe to {out}")
-    return result
+    return run_stage(recipe, build_gspo(recipe), "GSPO")
