@@ -1,7 +1,7 @@
 """`mmfinereason eval`: benchmark loading, scoring, the resumable predictions file, accuracy during training,
 and — on the tiny model — that a briefly trained model beats the untrained one on the embedded task.
 
-The tiny model is trained once per session (40 optimizer steps, high learning rate) through the real
+The tiny model is trained once per session (60 optimizer steps, high learning rate) through the real
 `build_sft` pipeline with `eval.every_n_steps` on, which also exercises the training-time callback.
 """
 
@@ -21,7 +21,7 @@ from mmfinereason.evaluation import AccuracyReport, Prediction, evaluate_benchma
 from mmfinereason.generators import GenerationSettings
 from mmfinereason.jsonl_store import JsonlStore, check_run_settings, unique_ids
 
-TRAIN_STEPS = 40
+TRAIN_STEPS = 60
 
 
 @pytest.fixture(autouse=True)
@@ -208,7 +208,7 @@ def trained(tmp_path_factory) -> Path:
     return trained_tiny_dir(tmp_path_factory)
 
 
-@pytest.mark.slow  # trains the tiny model once per session (40 steps): minutes on 2 busy cores
+@pytest.mark.slow  # trains the tiny model once per session (60 steps): minutes on 2 busy cores
 def test_accuracy_is_logged_during_training(trained):
     history = json.loads((trained / "log_history.json").read_text())
     logged = [h for h in history if "eval_accuracy" in h]

@@ -164,14 +164,14 @@ def test_select_pass_rates_agree_with_direct_sampling_and_resume(trained_dir, tm
             "--max-new-tokens", "72", "--temperature", "0.5", "--keep", "0 < pass_rate < 1", "--output", str(out), "--no-progress"]
     assert main([*args, "--limit", "3"]) == 0
     first = (out / "samples.jsonl").read_text()
-    assert main([*args, "--limit", "6", "--batch-size", "2"]) == 0  # resumes: the first 3 are not redone
+    assert main([*args, "--limit", "8", "--batch-size", "2"]) == 0  # resumes: the first 3 are not redone
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert (out / "samples.jsonl").read_text().startswith(first) and len(samples) == 6
+    assert (out / "samples.jsonl").read_text().startswith(first) and len(samples) == 8
 
     rows = datasets.Dataset.from_parquet(str(out / "rows.parquet"))
     model = load_model(ModelConfig(name_or_path=str(trained_dir), dtype="float32")).eval()
     processor = load_processor(str(trained_dir))
-    examples = list(load_examples(make_dataset(6, seed=2), require_response=False))
+    examples = list(load_examples(make_dataset(8, seed=2), require_response=False))
     direct = [_direct_correct(model, processor, ex, k, seed, 72, 0.5) / k for ex in examples]
     assert any(r > 0 for r in direct)  # the comparison means something: the model does solve some draws
     assert rows["pass_rate"] == direct

@@ -124,8 +124,14 @@ def build_tiny_model(path: str | os.PathLike, seed: int = 0) -> None:
         video_processor=Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2),
         chat_template=CHAT_TEMPLATE,
     )
+    # Every process may build its own copy (DDP ranks racing on a cold cache); transformers writes model files
+    # only on rank 0 once torch.distributed is up, which would leave a rank's copy without weights.
+    model.should_save_on_this_rank = lambda is_main_process: True
     model.save_pretrained(path)
     processor.save_pretrained(path)
+    missing = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not (Path(path) / f).exists()]
+    if missing:
+        raise RuntimeError(f"building the tiny model in {path} did not write {missing}")
 
 
 def tiny_model_dir(cache_dir: str | os.PathLike | None = None) -> str:
