@@ -45,6 +45,21 @@ def main(argv: list[str] | None = None) -> int:
     except RecipeError as e:
         print(f"mmfinereason: recipe error: {e}", file=sys.stderr)
         return 2
+    finally:
+        _shutdown_distributed()
+
+
+def _shutdown_distributed() -> None:
+    """Tear the process group down before interpreter exit.
+
+    Left to the interpreter, gloo/NCCL's background threads can be destroyed while joinable and abort a rank
+    ("terminate called without an active exception", exit -6) after all work was saved — a failed job to
+    the scheduler. Also runs on the preemption exit (SystemExit 143).
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
