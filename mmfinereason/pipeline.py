@@ -68,22 +68,23 @@ def load_eval_examples(recipe: Recipe) -> list[dict]:
     return rows
 
 
-def measure_accuracy(recipe: Recipe, model, processor, examples: list[dict], desc: str) -> AccuracyReport | None:
-    if not examples:
-        return None
+def accuracy_settings(recipe: Recipe) -> dict:
+    """The recipe's evaluation settings as keyword arguments of ``evaluate_accuracy`` (before, during, after)."""
     e, d = recipe.eval, recipe.data
-    return evaluate_accuracy(
-        model,
-        processor,
-        examples,
+    return dict(
         batch_size=e.batch_size,
         max_new_tokens=e.max_new_tokens,
         min_pixels=d.min_pixels,
         max_pixels=d.max_pixels,
         system_prompt=d.system_prompt,
         repetition_penalty=e.repetition_penalty,
-        desc=desc,
     )
+
+
+def measure_accuracy(recipe: Recipe, model, processor, examples: list[dict], desc: str) -> AccuracyReport | None:
+    if not examples:
+        return None
+    return evaluate_accuracy(model, processor, examples, desc=desc, **accuracy_settings(recipe))
 
 
 def build_sft(recipe: Recipe, model=None, processor=None):

@@ -56,23 +56,13 @@ class AccuracyCallback(TrainerCallback):
     @classmethod
     def from_recipe(cls, recipe, trainer, examples: list[dict[str, Any]] | None = None) -> AccuracyCallback:
         """The callback the recipe's ``eval:`` block asks for, on ``data.eval`` (at most ``eval.during_training_limit`` rows)."""
-        from ..pipeline import load_eval_examples
+        from ..pipeline import accuracy_settings, load_eval_examples
 
-        e, d = recipe.eval, recipe.data
+        e = recipe.eval
         examples = load_eval_examples(recipe) if examples is None else examples
         if e.during_training_limit is not None:
             examples = examples[: e.during_training_limit]
-        return cls(
-            trainer,
-            examples,
-            e.every_n_steps,
-            batch_size=e.batch_size,
-            max_new_tokens=e.max_new_tokens,
-            min_pixels=d.min_pixels,
-            max_pixels=d.max_pixels,
-            system_prompt=d.system_prompt,
-            repetition_penalty=e.repetition_penalty,
-        )
+        return cls(trainer, examples, e.every_n_steps, **accuracy_settings(recipe))
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step > 0 and state.global_step % self.every_n_steps == 0:
