@@ -40,25 +40,33 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    finished = False
     try:
-        return args.func(args)
+        code = args.func(args)
+        finished = True
+        return code
     except RecipeError as e:
         print(f"mmfinereason: recipe error: {e}", file=sys.stderr)
         return 2
     finally:
-        _shutdown_distributed()
+        _shutdown_distributed(wait_for_peers=finished)
 
 
-def _shutdown_distributed() -> None:
+def _shutdown_distributed(wait_for_peers: bool) -> None:
     """Tear the process group down before interpreter exit.
 
     Left to the interpreter, gloo/NCCL's background threads can be destroyed while joinable and abort a rank
     ("terminate called without an active exception", exit -6) after all work was saved — a failed job to
-    the scheduler. Also runs on the preemption exit (SystemExit 143).
+    the scheduler. After a normal finish every rank first waits for the others (rank 0 may still be writing
+    the final model while a peer that saves nothing is already done): a rank that tears its process group
+    down while a peer still talks to it aborted the same way, intermittently. Not on an error or the
+    preemption exit (SystemExit 143), where peers may be gone and a barrier would hang.
     """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -108,7 +108,12 @@ def build_sft(recipe: Recipe, model=None, processor=None):
         recipe=recipe,
         train_batch_sampler=make_batch_sampler(recipe, collator, train_dataset),
     )
-    if recipe.eval.every_n_steps:  # held-out accuracy during training (trainers/eval_callback.py)
+    return add_accuracy_callback(recipe, trainer)
+
+
+def add_accuracy_callback(recipe: Recipe, trainer):
+    """Held-out accuracy during training when the recipe asks for it (``eval.every_n_steps``), for either stage."""
+    if recipe.eval.every_n_steps:
         from .trainers.eval_callback import AccuracyCallback
 
         trainer.add_callback(AccuracyCallback.from_recipe(recipe, trainer))

@@ -285,6 +285,49 @@ def test_dynamic_sampling_refills_degenerate_groups(tmp_path):
     assert out["num_items_in_batch"] == out["completion_mask"].sum()
 
 
+def test_refill_is_sized_to_the_missing_groups(tmp_path):
+    """A retry generates twice the missing groups (capped at the batch), not a whole new batch."""
+
+    def reward(completions, source, **kwargs):
+        return [0.5 if s == "toy_count" else float(i % 2) for i, s in enumerate(source)]
+
+    trainer = make_trainer(
+        tmp_path, reward_funcs=[reward], reward_weights=None, per_device_train_batch_size=8, dynamic_sampling_max_retries=1
+    )
+    trainer.model.train()
+    asked: list[int] = []
+    draw = trainer._more_prompts
+    trainer._more_prompts = lambda num_groups, retry=1: asked.append(num_groups) or draw(num_groups, retry)
+    data = trainer.train_dataset
+    count = [i for i in range(len(data)) if data[i]["source"] == "toy_count"][:1]
+    other = [i for i in range(len(data)) if data[i]["source"] != "toy_count"][:3]
+    rows = [dict(data[i]) for i in (*count, *other) for _ in range(2)]  # 4 groups, 1 without signal
+    out = trainer._generate_and_score_completions(rows)
+    assert asked == [2] and out["prompt_ids"].shape[0] == 8
+
+
+def test_gspo_logs_held_out_accuracy_during_training(tmp_path):
+    """`eval.every_n_steps` works for stage 2 as for stage 1: the recipe wires the accuracy callback."""
+    from mmfinereason.trainers.eval_callback import AccuracyCallback
+    from mmfinereason.trainers.gspo import build_gspo
+
+    recipe = recipe_from_dict({
+        "stage": "gspo",
+        "model": {"name_or_path": "tiny", "dtype": "float32"},
+        "data": {"train": [{"path": "toy", "split": "rl", "limit": 8}],
+                 "eval": [{"path": "toy", "split": "test", "limit": 4}]},
+        "train": {"output_dir": str(tmp_path / "gspo"), "max_steps": 2, "num_generations": 2,
+                  "per_device_train_batch_size": 4, "max_completion_length": 8, "save_strategy": "no",
+                  "logging_steps": 1, "disable_tqdm": True},
+        "eval": {"every_n_steps": 1, "max_new_tokens": 8, "batch_size": 4},
+    })
+    trainer = build_gspo(recipe)
+    callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, AccuracyCallback))
+    trainer.train()
+    assert [step for step, _ in callback.history] == [1, 2]
+    assert any("eval_accuracy" in h for h in trainer.state.log_history)
+
+
 # --------------------------------------------------------------------------- end to end
 def length_reward(completions, **kwargs):
     """A signal even a random model has: longer completions score higher."""

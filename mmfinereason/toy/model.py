@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-_BUILD_VERSION = 3  # bump when the architecture, tokenizer corpus or template changes
+_BUILD_VERSION = 4  # bump when the architecture, tokenizer corpus or template changes
 
 TEXT_CONFIG = dict(
     hidden_size=128,

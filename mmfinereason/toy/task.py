@@ -142,8 +142,10 @@ def _count_item(difficulty: int, size, rng):
     rng.shuffle(items)
     plural = kind + "s"
     question = f"How many {plural} are in the image? Answer with a number."
-    seen = ", ".join(f"a {it.color} {it.kind}" for it in items)
-    think = f"I list the shapes: {seen}. Counting only the {plural}, I get {target}."
+    # Listed in reading order (left to right), not drawing order: each next shape is then a function of the
+    # image, so the trace teaches a scan instead of asking the model to guess an arbitrary permutation.
+    seen = ", ".join(f"a {it.color} {it.kind}" for it in sorted(items, key=lambda it: (it.x, it.y)))
+    think = f"I list the shapes from left to right: {seen}. Counting only the {plural}, I get {target}."
     solution = f"There are {target} {plural} in the image."
     return items, question, str(target), think, solution
 

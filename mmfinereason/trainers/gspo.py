@@ -263,7 +263,10 @@ class GSPOTrainer(TRLGRPOTrainer):
             if global_deficit == 0 or retries >= self.args.dynamic_sampling_max_retries:
                 break
             retries += 1
-            more = self._more_prompts(num_groups, retries)
+            # Refill with twice the missing groups, not a whole batch: about a third of groups carry no signal on
+            # a model that already solves the task, so 2x almost always fills, at a fraction of a full round's
+            # generation cost. The same size on every process (global deficit), as the gathers require.
+            more = self._more_prompts(min(num_groups, 2 * global_deficit), retries)
             batches.append(super()._generate_and_score_completions(more))
             masks.append(informative_groups(self._local_rewards(len(more)), g))
             self._log_group_stats(masks[-1], retry=True)
@@ -301,7 +304,7 @@ class GSPOTrainer(TRLGRPOTrainer):
 def build_gspo(recipe, model=None, processor=None) -> GSPOTrainer:
     """A :class:`GSPOTrainer` wired from the recipe: model (the SFT output), RL prompts, rewards."""
     from ..models import load_model, load_processor
-    from ..pipeline import load_train_data
+    from ..pipeline import add_accuracy_callback, load_train_data
     from .gspo_data import add_prompts, drop_long_prompts
 
     if recipe.stage != "gspo":
@@ -317,7 +320,7 @@ def build_gspo(recipe, model=None, processor=None) -> GSPOTrainer:
         dataset, processor, args.max_prompt_length,
         system_prompt=d.system_prompt, min_pixels=d.min_pixels, max_pixels=d.max_pixels,
     )
-    return GSPOTrainer(
+    trainer = GSPOTrainer(
         model,
         args=args,
         train_dataset=add_prompts(dataset, d.system_prompt),
@@ -325,6 +328,7 @@ def build_gspo(recipe, model=None, processor=None) -> GSPOTrainer:
         recipe=recipe,
         data_report=report,
     )
+    return add_accuracy_callback(recipe, trainer)
 
 
 def run_gspo(recipe):
