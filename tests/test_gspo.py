@@ -258,21 +258,28 @@ def test_select_and_concat_repad_generation_batches():
         select_rows({**a, "image_sizes": torch.zeros(2, 2)}, torch.tensor([0]))
 
 
-def test_dynamic_sampling_refills_degenerate_groups(tmp_path):
-    """Groups whose rewards agree are replaced by groups from further prompts; the batch keeps its size."""
+def no_signal_on_count(completions, source, **kwargs):
+    """toy_count prompts get identical rewards (no signal); the others alternate 0/1 within their group."""
+    return [0.5 if s == "toy_count" else float(i % 2) for i, s in enumerate(source)]
 
-    def reward(completions, source, **kwargs):
-        # toy_count prompts get identical rewards (no signal); the others alternate 0/1 within their group
-        return [0.5 if s == "toy_count" else float(i % 2) for i, s in enumerate(source)]
 
+def refill_setup(tmp_path, num_count_groups: int, max_retries: int):
+    """A trainer with the reward above, and 4 groups of 2 of which ``num_count_groups`` carry no signal."""
     trainer = make_trainer(
-        tmp_path, reward_funcs=[reward], reward_weights=None, per_device_train_batch_size=8, dynamic_sampling_max_retries=2
+        tmp_path, reward_funcs=[no_signal_on_count], reward_weights=None, per_device_train_batch_size=8,
+        dynamic_sampling_max_retries=max_retries,
     )
     trainer.model.train()
     data = trainer.train_dataset
-    count = [i for i in range(len(data)) if data[i]["source"] == "toy_count"][:2]
-    other = [i for i in range(len(data)) if data[i]["source"] != "toy_count"][:2]
-    rows = [dict(data[i]) for i in (count[0], other[0], count[1], other[1]) for _ in range(2)]
+    count = [i for i in range(len(data)) if data[i]["source"] == "toy_count"][:num_count_groups]
+    other = [i for i in range(len(data)) if data[i]["source"] != "toy_count"][: 4 - num_count_groups]
+    order = [i for pair in zip(count, other) for i in pair] + count[len(other):] + other[len(count):]
+    return trainer, [dict(data[i]) for i in order for _ in range(2)]
+
+
+def test_dynamic_sampling_refills_degenerate_groups(tmp_path):
+    """Groups whose rewards agree are replaced by groups from further prompts; the batch keeps its size."""
+    trainer, rows = refill_setup(tmp_path, num_count_groups=2, max_retries=2)
     out = trainer._generate_and_score_completions(rows)
     assert out["advantages"].shape == (8,) and out["prompt_ids"].shape[0] == 8
     assert sum(out["num_images"]) == 8 and out["image_grid_thw"].shape[0] == 8
@@ -287,22 +294,12 @@ def test_dynamic_sampling_refills_degenerate_groups(tmp_path):
 
 def test_refill_is_sized_to_the_missing_groups(tmp_path):
     """A retry generates twice the missing groups (capped at the batch), not a whole new batch."""
-
-    def reward(completions, source, **kwargs):
-        return [0.5 if s == "toy_count" else float(i % 2) for i, s in enumerate(source)]
-
-    trainer = make_trainer(
-        tmp_path, reward_funcs=[reward], reward_weights=None, per_device_train_batch_size=8, dynamic_sampling_max_retries=1
-    )
-    trainer.model.train()
+    trainer, rows = refill_setup(tmp_path, num_count_groups=1, max_retries=1)
     asked: list[int] = []
     draw = trainer._more_prompts
     trainer._more_prompts = lambda num_groups, retry=1: asked.append(num_groups) or draw(num_groups, retry)
-    data = trainer.train_dataset
-    count = [i for i in range(len(data)) if data[i]["source"] == "toy_count"][:1]
-    other = [i for i in range(len(data)) if data[i]["source"] != "toy_count"][:3]
-    rows = [dict(data[i]) for i in (*count, *other) for _ in range(2)]  # 4 groups, 1 without signal
     out = trainer._generate_and_score_completions(rows)
+    assert trainer._metrics["train"]["dynamic_sampling/frac_zero_variance_groups"][0] == pytest.approx(0.25)
     assert asked == [2] and out["prompt_ids"].shape[0] == 8
 
 
