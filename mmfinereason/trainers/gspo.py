@@ -37,7 +37,7 @@ from trl import GRPOTrainer as TRLGRPOTrainer
 
 from .dynamic_sampling import concat_batches, informative_groups, pad_groups, select_rows
 from .gspo_data import resolve_reward
-from .sft import bf16_supported
+from .stage_args import StageArgumentsMixin
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ OVERLONG_MODES = ("mask", "penalty", "none")
 
 
 @dataclass
-class GSPOConfig(TRLGRPOConfig):
+class GSPOConfig(StageArgumentsMixin, TRLGRPOConfig):
     """TRL's ``GRPOConfig`` preset to GSPO with the paper's stage-2 values, plus rewards and dynamic sampling.
 
     Paper (Table 9): AdamW lr 1e-6 constant after 10 warm-up steps, weight decay 0.1, 16 rollouts per prompt at
@@ -103,24 +103,7 @@ class GSPOConfig(TRLGRPOConfig):
     remove_unused_columns: bool | None = field(
         default=False, metadata={"help": "Keep answer / source / question columns: the rewards need them."}
     )
-    report_to: str | list[str] = field(
-        default="none", metadata={"help": "'none', 'wandb', 'trackio', 'tensorboard' or a list of them."}
-    )
-    gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Deprecated alias of activation_checkpointing (transformers 5)."}
-    )
-    activation_checkpointing: bool | None = field(
-        default=False, metadata={"help": "Recompute activations in backward: much less memory, ~30% slower."}
-    )
-    bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 mixed precision; None = on where the GPU supports it, off on CPU."}
-    )
     logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
-    resume_from_checkpoint: str | None = field(
-        default="auto",
-        metadata={"help": "'auto': the newest complete checkpoint in output_dir (fresh start if none); null: fresh "
-                  "start; or a checkpoint path. See mmfinereason.resume."},
-    )
 
     def __post_init__(self):
         if self.overlong not in OVERLONG_MODES:
@@ -134,8 +117,6 @@ class GSPOConfig(TRLGRPOConfig):
             )
         if self.dynamic_sampling_max_retries < 0:
             raise ValueError("train.dynamic_sampling_max_retries must be >= 0")
-        if self.bf16 is None:
-            self.bf16 = not self.fp16 and bf16_supported() and not self.use_cpu
         super().__post_init__()
         local = self.per_device_train_batch_size * self.steps_per_generation
         if self.dynamic_sampling and local % self.num_generations:

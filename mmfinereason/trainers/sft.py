@@ -25,16 +25,13 @@ from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer as TRLSFTTrainer
 
 from ..models import part_of
+from .stage_args import StageArgumentsMixin
 
 logger = logging.getLogger(__name__)
 
 
-def bf16_supported() -> bool:
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
 @dataclass
-class SFTConfig(TRLSFTConfig):
+class SFTConfig(StageArgumentsMixin, TRLSFTConfig):
     """TRL's ``SFTConfig`` plus per-module learning rates; defaults suited to our collator.
 
     Sequence length, packing and image resolution live in the recipe's ``data:`` section (they are the
@@ -51,26 +48,7 @@ class SFTConfig(TRLSFTConfig):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep raw example columns: the collator needs images and text."}
     )
-    report_to: str | list[str] = field(
-        default="none", metadata={"help": "'none', 'wandb', 'trackio', 'tensorboard' or a list of them."}
-    )
-    gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Deprecated alias of activation_checkpointing (transformers 5)."}
-    )
-    activation_checkpointing: bool | None = field(
-        default=False, metadata={"help": "Recompute activations in backward: much less memory, ~30% slower."}
-    )
-    bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 mixed precision; None = on where the GPU supports it, off on CPU."}
-    )
     logging_steps: float = field(default=10, metadata={"help": "Log every N optimizer steps."})
-    resume_from_checkpoint: str | None = field(
-        default="auto",
-        metadata={
-            "help": "'auto': the newest complete checkpoint in output_dir (fresh start if none); null: fresh "
-            "start; or a checkpoint path. See mmfinereason.resume."
-        },
-    )
 
     def __post_init__(self):
         if self.packing or self.padding_free:
@@ -79,10 +57,6 @@ class SFTConfig(TRLSFTConfig):
                 "data.packing: true (our exact multimodal packing)"
             )
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
-        if self.bf16 is None:
-            self.bf16 = not self.fp16 and bf16_supported() and not self.use_cpu
-        if not torch.cuda.is_available():
-            self.dataloader_pin_memory = False  # pinning needs an accelerator; avoids a warning per epoch on CPU
         super().__post_init__()
 
 
