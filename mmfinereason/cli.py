@@ -8,11 +8,13 @@ on every process.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import logging
 import sys
 
 from .config import RecipeError
+from .shutdown import shutdown_distributed
 
 # One line per sub-command module; each defines register(subparsers).
 COMMAND_MODULES = [
@@ -40,34 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    faulthandler.enable()  # a rank that crashes in C++ (segfault, abort) prints where its Python threads were
     finished = False
     try:
         code = args.func(args)
         finished = True
-        return code
     except RecipeError as e:
         print(f"mmfinereason: recipe error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        _shutdown_distributed(wait_for_peers=finished)
-
-
-def _shutdown_distributed(wait_for_peers: bool) -> None:
-    """Tear the process group down before interpreter exit.
-
-    Left to the interpreter, gloo/NCCL's background threads can be destroyed while joinable and abort a rank
-    ("terminate called without an active exception", exit -6) after all work was saved — a failed job to
-    the scheduler. After a normal finish every rank first waits for the others (rank 0 may still be writing
-    the final model while a peer that saves nothing is already done): a rank that tears its process group
-    down while a peer still talks to it aborted the same way, intermittently. Not on an error or the
-    preemption exit (SystemExit 143), where peers may be gone and a barrier would hang.
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        if wait_for_peers:
-            dist.barrier()
-        dist.destroy_process_group()
+        code = 2
+    except BaseException:
+        # An error (or the preemption exit, which has already shut down): its traceback keeps the pipeline's
+        # frames alive, so collecting here frees little; peers may be gone, so no barrier.
+        shutdown_distributed(wait_for_peers=False)
+        raise
+    # Outside any handler, so the pipeline's frames are gone and the collection frees the trainer's DDP module.
+    shutdown_distributed(wait_for_peers=finished)
+    return code
 
 
 if __name__ == "__main__":

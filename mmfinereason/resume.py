@@ -43,6 +43,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from .shutdown import release_trainer, shutdown_distributed
+
 logger = logging.getLogger(__name__)
 
 MARKER_NAME = "checkpoint_complete.json"
@@ -384,11 +386,10 @@ def exit_if_preempted(trainer) -> None:
             {"step": cb.preempted_at, "checkpoint": str(checkpoint), "reason": cb.requested, "time": time.time()},
         )
         print(f"\npreempted ({cb.requested}) at step {cb.preempted_at}; resume from {checkpoint} (resume_from_checkpoint: auto)")
-    _barrier()
     sys.stdout.flush()
     sys.stderr.flush()
-    if _dist_ready():
-        torch.distributed.destroy_process_group()
+    release_trainer(trainer)  # the SystemExit's traceback keeps the trainer reachable: free its DDP module now
+    shutdown_distributed(wait_for_peers=True)
     sys.exit(PREEMPTED_EXIT_CODE)
 
 
