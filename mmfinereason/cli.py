@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import io
 import importlib
 import logging
 import sys
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    faulthandler.enable()  # a rank that crashes in C++ (segfault, abort) prints where its Python threads were
+    _enable_faulthandler()
     finished = False
     try:
         code = args.func(args)
@@ -58,6 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     # Outside any handler, so the pipeline's frames are gone and the collection frees the trainer's DDP module.
     shutdown_distributed(wait_for_peers=finished)
     return code
+
+
+
+def _enable_faulthandler() -> None:
+    """A rank that crashes in C++ (segfault, abort) prints where its Python threads were, instead of only
+    torchrun's "exitcode -6". Skipped where stderr is no real file (captured by pytest, some notebooks)."""
+    try:
+        faulthandler.enable()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        pass
 
 
 if __name__ == "__main__":
