@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import io
 import importlib
+import io
 import logging
 import sys
 
@@ -59,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     # Outside any handler, so the pipeline's frames are gone and the collection frees the trainer's DDP module.
     shutdown_distributed(wait_for_peers=finished)
     return code
-
 
 
 def _enable_faulthandler() -> None:
