@@ -142,7 +142,7 @@ def test_sandbox_kills_a_runaway_check_and_recovers():
 
 
 def test_timeout_scores_zero_and_is_counted(monkeypatch):
-    from mmfinereason.rewards import verify
+    from mmfinereason.rewards import budget
 
     real = get_pool()
 
@@ -150,7 +150,7 @@ def test_timeout_scores_zero_and_is_counted(monkeypatch):
         def call(self, op, *args, timeout):
             return real.call("sleep", 60, timeout=timeout)
 
-    monkeypatch.setattr(verify, "get_pool", lambda: Stuck())
+    monkeypatch.setattr(budget, "get_pool", lambda: Stuck())
     before = verification_stats()["timeouts"]
     assert is_correct("<answer>\\sqrt{7}+\\sqrt{11}</answer>", "\\sqrt{7}+\\sqrt{13}", timeout=0.3) is False
     assert verification_stats()["timeouts"] == before + 1

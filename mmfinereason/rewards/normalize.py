@@ -25,17 +25,17 @@ _UNICODE = {
     "\u03c0": r"\pi ", "\u221a": r"\sqrt", "\u2248": r"\approx ", "\u2260": r"\neq ",
     "\u2264": r"\le ", "\u2265": r"\ge ", "\u221e": r"\infty ", "\u00a0": " ", "\u2009": " ", "\u202f": " ",
     "\u2044": "/", "\uff0c": ",", "\uff1a": ":", "\uff08": "(", "\uff09": ")", "\u3002": ".", "\uff0e": ".",
-    "\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"',
+    "\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u3001": ",", "\u00ab": '"', "\u00bb": '"',
 }
 _UNICODE_RE = re.compile("|".join(map(re.escape, _UNICODE)))
 
 # Commands whose argument is kept and whose name is dropped: `\text{cm}` -> `cm`.
 _UNWRAP_RE = re.compile(
-    r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mathsf|mathtt|operatorname|mbox|boxed|fbox|"
-    r"displaystyle|emph|underline|overline)\s*\{([^{}]*)\}"
+    r"\\(?:text|textbf|textit|textrm|textnormal|textup|textsf|texttt|mathrm|mathbf|mathit|mathsf|mathtt|mathnormal|"
+    r"operatorname|mbox|hbox|boxed|fbox|displaystyle|emph|underline|overline)\s*\{([^{}]*)\}"
 )
 _DROP_RE = re.compile(
-    r"\\(?:left|right|big|Big|bigg|Bigg|displaystyle|textstyle|limits)(?![a-zA-Z])|\\[,;:!> ]|\\quad|\\qquad|~"
+    r"\\(?:left|right|big|Big|bigg|Bigg|displaystyle|textstyle|limits)(?![a-zA-Z])|(?<!\\)\\[,;:!> ]|\\quad|\\qquad|~"
 )
 _DEGREE_RE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree|\u00b0")
 _SPACES_RE = re.compile(r"\s+")
@@ -49,10 +49,10 @@ _HUGE_POWER_RE = re.compile(
 )
 
 
-def within_limits(text: str) -> bool:
+def within_limits(text: str, max_chars: int = MAX_ANSWER_CHARS) -> bool:
     """Cheap guard before any parsing: bounded length, bracket nesting (linear scan, no recursion) and no numeric
     power towers or huge factorials (`9^{9^{9}}`, `2^{99999}`, `(10^{10})!`)."""
-    if len(text) > MAX_ANSWER_CHARS:
+    if len(text) > max_chars:
         return False
     if "^" in text or "!" in text:
         if _HUGE_POWER_RE.search(text):
@@ -73,7 +73,11 @@ def clean(text: str) -> str:
     s = text
     if not s.isascii():  # our map first (NFKC would turn `cm²` into `cm2`), then NFKC for full-width forms etc.
         s = unicodedata.normalize("NFKC", _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)], s))
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\%", "%").replace("\\$", "$")
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\cfrac", "\\frac")
+    s = s.replace("\\%", "%").replace("\\$", "$").replace("{,}", ",")
+    s = _THOUSANDS_BANG_RE.sub(",", s)  # `12,\!000` (MATH's thousands separator) -> `12,000`
+    s = _SHORTHAND_RE.sub(lambda m: f"{m.group(1)}{{{m.group(2)}}}", s)  # `\sqrt2`, `\sqrt[3]2` -> braces
+    s = _FRAC_SHORTHAND_RE.sub(r"\\frac{\1}{\2}", s)  # `\frac13` -> `\frac{1}{3}`
     s = _DEGREE_RE.sub("\u00b0", s)
     s = _DROP_RE.sub(" ", s)
     for _ in range(4):  # nested wrappers: \boxed{\text{B}}
@@ -93,12 +97,23 @@ def clean(text: str) -> str:
         elif (s.startswith("\\(") and s.endswith("\\)")) or (s.startswith("\\[") and s.endswith("\\]")):
             s = s[2:-2].strip()
         s = s.rstrip(" .;,。").strip()
+        s = _TRAILING_BACKSLASH_RE.sub("", s).strip()  # `5\\` (a line break the model left) or a stray `\`
+        if len(s) > 2 and s[0] == s[-1] and s[0] in "\"'" and s.count(s[0]) == 2:  # `"C"` -> `C`
+            s = s[1:-1].strip()
+        if s.count("$") == 1 and (s.startswith("$") and not re.match(r"^\$\s*\d", s) or s.endswith("$")):
+            s = s.strip("$").strip()  # a lone delimiter left over: `0.3333$`, `$x`
         if s == before:
             break
-    if s.count("$") == 2 and not re.match(r"^\$\s*\d", s):  # `x = $5$` -> `x = 5`, but keep a currency `$5`
-        s = s.replace("$", "").strip()
+    if s.count("$") == 2 and not re.search(r"\$\s*[\d.]", s[s.index("$") + 1:]):
+        s = s.replace("$", " ").strip()  # `$125$ miles` -> `125 miles`, but `$5 and $6` keeps its currency
+        s = _SPACES_RE.sub(" ", s)
     return s
 
+
+_THOUSANDS_BANG_RE = re.compile(r"(?<=\d),\\!\s*(?=\d{3})")
+_SHORTHAND_RE = re.compile(r"(\\sqrt(?:\[[^\]{}]{1,10}\])?)\s*([0-9a-zA-Z])")
+_FRAC_SHORTHAND_RE = re.compile(r"\\frac\s*(\d)\s*(\d)")
+_TRAILING_BACKSLASH_RE = re.compile(r"\s*\\+$")
 
 _ARTICLES_RE = re.compile(r"\b(?:a|an|the)\b")
 _PUNCT_RE = re.compile(r"[^\w\s°%+\-*/^=<>.]")

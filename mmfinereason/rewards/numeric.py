@@ -103,7 +103,10 @@ def _decimal(text: str) -> tuple[Fraction, int | None] | None:
 
 
 def _parse_plain(s: str) -> tuple[Fraction, int | None] | None:
-    s = s.replace(" ", "") if re.fullmatch(r"[+-]?[\d ,.]+", s) and not re.search(r"\d \d", s) else s
+    if re.fullmatch(r"[+-]?[\d ,.]+", s) and not re.search(r"\d \d|, ", s):  # `1 000` is a number, `32, 349` a list
+        s = s.replace(" ", "")
+    elif re.fullmatch(r"[+-]?\d{1,3}(?: \d{3})+(?:\.\d+)?", s):
+        s = s.replace(" ", "")
     if m := _NUM_RE.match(s):
         dec = _decimal(m.group(1))
         if dec is None:
@@ -176,20 +179,27 @@ def _rounds_to(exact: Fraction, shown: Number, min_digits: int = 2) -> bool:
     return abs(exact - shown.value) <= half_ulp
 
 
-def numbers_equal(pred: Number, gold: Number, rel_tol: float = 1e-6) -> bool:
+def numbers_equal(
+    pred: Number, gold: Number, rel_tol: float = 1e-6, percent: str = "either", precision: int | None = None
+) -> bool:
     """Numeric equivalence as a careful grader applies it.
 
     - exact values compare exactly; decimals within `rel_tol` (relative);
     - a value rounded to the shown decimals is accepted in either direction (`3.46` ~ `3.4641`), but only when the
       rounded side shows at least two significant digits, so `0.5` != `0.46` and `12` != `12.4`;
-    - a percent on either side may be read as its fraction (`25%` ~ `0.25`) or as the bare number (`25%` ~ `25`).
+    - a percent on one side only is read as its fraction (`25%` ~ `0.25`), as the bare number (`25%` ~ `25`), or
+      either (`percent`: "fraction", "number", "either");
+    - with `precision`, two values equal once both are rounded to that many decimals are also equal.
     """
     candidates = [pred.value]
     if pred.percent != gold.percent:
-        candidates.append(pred.value / 100 if pred.percent else pred.value * 100)
+        fraction = pred.value / 100 if pred.percent else pred.value * 100
+        candidates = {"either": [pred.value, fraction], "fraction": [fraction], "number": [pred.value]}[percent]
     for value in candidates:
         p = Number(value, pred.decimals, gold.percent, gold.degrees)
         if _equal(p, gold, rel_tol):
+            return True
+        if precision is not None and round(p.value, precision) == round(gold.value, precision):
             return True
         if p.decimals is not None and gold.decimals is not None and p.decimals != gold.decimals:
             coarse, fine = (p, gold) if p.decimals < gold.decimals else (gold, p)
@@ -214,3 +224,25 @@ def rounds_to_gold(value: float, gold: Number, rel_tol: float = 1e-6, min_digits
     if _close(exact, gold.value, max(rel_tol, 1e-9)):
         return True
     return gold.decimals is not None and _rounds_to(exact, gold, min_digits)
+
+
+_COMMA_DECIMAL_RE = re.compile(r"^([+-]?\d+),(\d+)$")
+_POINT_DECIMAL_RE = re.compile(r"^[+-]?\d*\.\d+$")
+
+
+def comma_decimal(text: str, other: str, decimal_comma: bool | None) -> str | None:
+    """`1,22` read with a decimal comma (`1.22`), when the convention says so; None to keep the text as written.
+
+    `decimal_comma=None` (auto) reads it only when the comma cannot be a thousands separator (not exactly three
+    digits after it, or a leading `0,`) and `other` is written with a decimal point: `1,22` vs `1.22`, `0,111` vs
+    `0.111`. `True` reads every lone comma between digits as a decimal comma; `False` never does.
+    """
+    m = _COMMA_DECIMAL_RE.match(text.strip())
+    if m is None or decimal_comma is False:
+        return None
+    whole, frac = m.groups()
+    if decimal_comma is None:
+        thousands = len(frac) == 3 and whole.lstrip("+-") != "0" and len(whole.lstrip("+-")) <= 3
+        if thousands or not _POINT_DECIMAL_RE.match(other.strip()):
+            return None
+    return f"{whole}.{frac}"

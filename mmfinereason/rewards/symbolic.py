@@ -38,7 +38,25 @@ def _parse(text: str):
     """Parse one answer (cached: the 16 rollouts of a prompt share one gold)."""
     from math_verify import parse
 
-    return parse("\\boxed{" + text + "}", extraction_config=list(_configs()), **_PARSE_KW)
+    return _complete(parse("\\boxed{" + text + "}", extraction_config=list(_configs()), **_PARSE_KW))
+
+
+def _complete(parsed: list) -> list:
+    """No parse at all rather than a truncated one: math-verify may stop inside a brace (`1 - \\frac{1}{` from
+    `1 - \\frac{1}{\\mathrm{e}}`) and then call `1 - 1/e` and `1 + 1/e` equal."""
+    if parsed and isinstance(parsed[-1], str) and parsed[-1].count("{") != parsed[-1].count("}"):
+        return []
+    return parsed
+
+
+def read(text: str, gold: str) -> dict:
+    """math-verify's own reading of a free-text response (its default extraction: the final-answer phrase, the last
+    box, the last LaTeX or number), compared with the gold."""
+    from math_verify import parse, verify
+
+    pred_parsed = _complete(parse(text, **_PARSE_KW))
+    gold_parsed = _parse(gold)
+    return {"equal": bool(gold_parsed and pred_parsed and verify(gold_parsed, pred_parsed, timeout_seconds=None))}
 
 
 def _numeric_value(parsed) -> float | None:
@@ -75,7 +93,7 @@ def value(text: str) -> float | None:
     return _numeric_value(_parse(text))
 
 
-OPS = {"compare": compare, "value": value, "ping": lambda: "pong", "sleep": lambda s: time.sleep(s)}
+OPS = {"compare": compare, "read": read, "value": value, "ping": lambda: "pong", "sleep": lambda s: time.sleep(s)}
 
 
 def _exit_when_orphaned(parent: int) -> None:
@@ -92,7 +110,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the trainer; it will close our pipe
     logging.disable(logging.WARNING)  # math-verify warns on every call that its timeout is off: we know.
     sys.setrecursionlimit(3000)
-    memory_mb = int(os.environ.get("MMFR_VERIFY_MEMORY_MB", "2048"))
+    memory_mb = int(os.environ.get("MMFINEREASON_VERIFY_MEMORY_MB", "2048"))
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     import math_verify  # noqa: F401  (import before the memory limit: it is the one big allocation we expect)
 
