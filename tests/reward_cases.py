@@ -262,6 +262,90 @@ CASES: list[tuple] = [
     (wrap("red, green"), "blue, red", False),
 ]
 
+# ---- issue 13: answer forms from public grader suites (written by us, one per form, with near misses) ----------
+PM = "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}"
+LONG = "We add the pieces one by one and check every step against the figure before writing anything down. " * 3
+CASES += [
+    # matrices: one matrix in any environment, read entry by entry; never compared as text
+    (wrap("\\begin{bmatrix}1 & 2 \\\\ 3 & 4\\end{bmatrix}"), PM, True),
+    (wrap("\\left[\\begin{array}{cc}1 & 2 \\\\ 3 & 4\\end{array}\\right]"), PM, True),
+    (wrap("\\begin{pmatrix}\\frac{1}{2} & 2 \\\\ 3 & 4\\end{pmatrix}"), PM.replace("1 &", "0.5 &"), True),
+    (wrap("\\begin{bmatrix}1 & 2 \\\\ 3 & 5\\end{bmatrix}"), PM, False),
+    (wrap("\\begin{pmatrix}1 & 3 \\\\ 2 & 4\\end{pmatrix}"), PM, False),  # transposed
+    (wrap("\\begin{pmatrix}1 & 2 & 3 & 4\\end{pmatrix}"), PM, False),  # another shape
+    (wrap("-2"), "\\begin{vmatrix}1 & 2 \\\\ 3 & 4\\end{vmatrix} = -2", True),  # a determinant is a number
+    (wrap("2"), "\\begin{vmatrix}1 & 2 \\\\ 3 & 4\\end{vmatrix} = -2", False),
+    # boxed and free-text predictions
+    ("Therefore $x \\geq 5$ is the solution.", "x >= 5", True),
+    ("Therefore $x \\leq 5$ is the solution.", "x >= 5", False),
+    (LONG + "So she keeps 42 apples at the end of the day.", "42", True),
+    (LONG + "So she keeps 41 apples at the end of the day.", "42", False),
+    (LONG + "The matrix is $\\begin{bmatrix}1 & 2 \\\\ 3 & 4\\end{bmatrix}$.", PM, True),
+    # the MATH / Minerva ending
+    ("So $x = 3/4$.\nFinal Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.", "0.75", True),
+    ("So $x = 4/3$.\nFinal Answer: The final answer is $\\frac{4}{3}$. I hope it is correct.", "0.75", False),
+    ("Interest $\\boxed{255}$, so $10,455 in all. Final Answer: The final answer is $10,455$. I hope it is correct.",
+     "10455", True),
+    ("Interest $\\boxed{255}$, so $10,455 in all. Final Answer: The final answer is $10,455$. I hope it is correct.",
+     "255", False),  # the box was an intermediate result
+    # several boxes that together form the answer
+    ("The solutions are \\boxed{(1, 2)}, \\boxed{(2, 1)}.", "(2,1),(1,2)", True),
+    ("The solutions are \\boxed{(1, 2)}, \\boxed{(2, 2)}.", "(2,1),(1,2)", False),
+    ("The solution is \\boxed{(1, 2)}.", "(2,1),(1,2)", False),
+    ("\\boxed{2} \\text{ and } \\boxed{3}", "2, 3", True),
+    ("First \\boxed{3}, then corrected: \\boxed{4}", "3, 4", False),  # words between: only the last counts
+    # letters with punctuation, quotes, justification; golds written as letter + option text
+    ("Answer: B, which matches the figure.", "B", True, MC4),
+    ('Answer: "C"', "C", True, MC4),
+    ("So the answer is for sure D.", "D", True, MC4),
+    ("ANSWER: B because A is wrong", "B", True, MC4),
+    ("ANSWER: A because B is wrong", "B", False, MC4),
+    ("ANSWER: A and B", "B", False, MC4),
+    ("ANSWER: A and B", "A, B", True),
+    ("ANSWER: [LETTER]", "B", False, MC4),  # an echoed template placeholder is no answer
+    ("The answer is D.", "(D) Alina", True),
+    ("The answer is Alina.", "(D) Alina", True),
+    ("The answer is (C).", "(D) Alina", False),
+    ("The answer is Bob.", "(D) Alina", False),
+    # equations whose left side names the quantity
+    (wrap("\\frac{1}{\\sqrt{6}}"), "\\frac{NO}{BO}=\\frac{1}{\\sqrt{6}}", True),
+    (wrap("\\frac{1}{\\sqrt{5}}"), "\\frac{NO}{BO}=\\frac{1}{\\sqrt{6}}", False),
+    (wrap("1"), "|AB| = 1", True),
+    (wrap("2"), "|AB| = 1", False),
+    (wrap("1"), "2x + z = 1", False),  # an equation, not a named value
+    (wrap("11a+c"), "7 = 11a+c", False),
+    (wrap("x = 5+5+1 = 11"), "x = 11", True),
+    (wrap("x = 5+5 = 10"), "x = 11", False),
+    # text units, percent words, a trailing backslash, thousands groups
+    (wrap("125\\textnormal{ miles}"), "125", True),
+    (wrap("126\\textnormal{ miles}"), "125", False),
+    (wrap("28 percent"), "28\\%", True),
+    (wrap("27 percent"), "28\\%", False),
+    (wrap("12\\\\"), "12", True),
+    (wrap("13\\"), "12", False),
+    (wrap("14{,}916"), "14916", True),
+    (wrap("32, 349"), "32349", False),  # a comma and a space: a list, not a thousands group
+    # answer phrases in other languages
+    ("La réponse est 12.", "12", True),
+    ("La réponse est 13.", "12", False),
+    ("所以答案是 12。", "12", True),
+    ("答案：B", "B", True, MC4),
+    ("答案：C", "B", False, MC4),
+    ("الإجابة هي 12", "12", True),
+    ("الإجابة هي 21", "12", False),
+    ("उत्तर है 12", "12", True),
+    ("उत्तर है 21", "12", False),
+    ("Die Antwort ist 7.", "7", True),
+    ("La respuesta es 7.", "8", False),
+    # a base model that runs past its end-of-turn token
+    ("The answer is 7. <|im_start|>user\nThe answer is 8.", "7", True),
+    ("The answer is 7. <|im_start|>user\nThe answer is 8.", "8", False),
+    # decimal comma (default: auto, see mmfinereason/rewards/conventions.py)
+    (wrap("1,22"), "1.22", True),
+    (wrap("1,220"), "1.22", False),  # three digits after the comma: a thousands group
+    (wrap("0, 1"), "0,1", True),  # a list against a list
+]
+
 # Hostile completions: each must come back False, within the hard limit, without leaving a process behind.
 ADVERSARIAL: dict[str, str] = {
     "nested_braces_1e5": "\\boxed{" + "{" * 100_000 + "1" + "}" * 100_000 + "}",

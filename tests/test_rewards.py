@@ -156,6 +156,60 @@ def test_timeout_scores_zero_and_is_counted(monkeypatch):
     assert verification_stats()["timeouts"] == before + 1
 
 
+def test_timeout_is_not_cached_as_a_verdict(monkeypatch):
+    """Issue 16: a check cut by the deadline (a loaded node) must not score that (answer, gold) pair 0 for good."""
+    from mmfinereason.rewards import budget
+
+    real = get_pool()
+    response, gold = "<answer>\\sqrt{7}+\\sqrt{28}</answer>", "3\\sqrt{7}"
+
+    class Stuck:
+        def call(self, op, *args, timeout):
+            return real.call("sleep", 60, timeout=timeout)
+
+    budget.clear_cache()
+    monkeypatch.setattr(budget, "get_pool", lambda: Stuck())
+    assert is_correct(response, gold, timeout=0.3) is False  # timed out: scored 0 this time
+    monkeypatch.setattr(budget, "get_pool", lambda: real)
+    assert is_correct(response, gold) is True  # the same pair, once the machine has time again
+
+
+def test_conventions_are_options_with_stated_defaults():
+    # decimal comma: auto reads `1,22` against a decimal point; True always; False never
+    assert is_correct("1,22", "1.22") and not is_correct("1,22", "1.22", decimal_comma=False)
+    assert is_correct("1,5", "1.5", decimal_comma=True) and not is_correct("1,500", "1.5")
+    # percent: either reading by default, or only one
+    assert is_correct("45", "45%") and is_correct("0.45", "45%")
+    assert is_correct("0.45", "45%", percent="fraction") and not is_correct("45", "45%", percent="fraction")
+    assert is_correct("45", "45%", percent="number") and not is_correct("0.45", "45%", percent="number")
+    # lists: any order by default; tuples keep their order whatever the option
+    assert is_correct("3, 2", "2, 3") and not is_correct("3, 2", "2, 3", ordered_lists=True)
+    assert not is_correct("(3, 2)", "(2, 3)")
+    # precision: math-verify's float_rounding as an option; by default the shown rounding decides
+    assert not is_correct("0.3", "0.3333") and is_correct("0.3", "0.3333", precision=1)
+    for bad in ({"percent": "both"}, {"decimal_comma": "yes"}, {"precision": -1}, {"rel_tol": 2.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            is_correct("1", "1", **bad)
+
+
+@pytest.mark.parametrize(
+    "response, expected",
+    [
+        ("x\nFinal Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.", "$\\frac{3}{4}$"),
+        ("The solutions are \\boxed{(1, 2)}, \\boxed{(2, 1)}.", "(1, 2), (2, 1)"),
+        ("First \\boxed{3}, then corrected: \\boxed{4}", "4"),
+        ("$\\boxed{255}$ so far. Final Answer: The final answer is $10,455$.", "$10,455$"),
+        ("I first said ANSWER: A but ANSWER: C is correct.", "C is correct"),
+        ("ANSWER: B\nANSWER: [LETTER]", "B"),
+        ("答案：（B）36 千克", "（B）36 千克"),
+        ("La réponse est 12.", "12"),
+        ("The answer is 7. <|im_start|>user\nThe answer is 8.", "7"),
+    ],
+)
+def test_extract_answer_forms(response, expected):
+    assert extract_answer(response) == expected
+
+
 def test_works_from_threads():
     cases = [(r"\sqrt{12}", r"2\sqrt{3}", True), (r"\sqrt{13}", r"2\sqrt{3}", False), ("B", "B", True)] * 4
     with ThreadPoolExecutor(max_workers=4) as pool:

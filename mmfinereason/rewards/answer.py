@@ -36,7 +36,9 @@ BARE_ANSWER_CHARS = 200
 MAX_JOINED_BOXES = 12
 _CONNECTOR_RE = re.compile(r"(?:^|\W)(?:and|or)(?:\W|$)|[,;]", re.IGNORECASE)
 _BOX_SEPARATOR_RE = re.compile(
-    r"^(?:\s|[,;$]|\\[(\[)\]]|\\\\|\\q?quad|\\[,;: ]|and|or|&|\\text\s*\{[^{}]{0,30}\})*$", re.IGNORECASE
+    r"^(?:\s|[,;$]|\\[(\[)\]]|\\\\|\\q?quad|\\[,;: ]|and|or|&|\\text\s*\{[^{}]{0,30}\}"
+    r"|[A-Za-z](?:_\{?\w{1,3}\}?)?\s*=)*$",  # `y_1 = \boxed{…} and y_2 = \boxed{…}`: the parts' names
+    re.IGNORECASE,
 )
 
 

@@ -203,6 +203,7 @@ def number_word(text: str) -> str | None:
 
 
 _LATEX_CMD_RE = re.compile(r"\\[a-zA-Z]+")
+_ENV_RE = re.compile(r"\\(?:begin|end)\s*\{[a-zA-Z*]+\}(?:\{[^{}]*\})?")
 _MATH_WORDS = {
     "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "lim", "max", "min", "sqrt", "frac", "pi",
     "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "infty", "inf", "det", "gcd", "lcm", "mod", "deg",
@@ -211,7 +212,7 @@ _MATH_WORDS = {
 
 def is_wordy(text: str) -> bool:
     """Does the answer contain a real word (`isosceles`, `red`), as opposed to maths (`2\\sqrt{3}`, `x^2+1`)?"""
-    bare = _LATEX_CMD_RE.sub(" ", text)
+    bare = _LATEX_CMD_RE.sub(" ", _ENV_RE.sub(" ", text))  # `\begin{vmatrix}` names no word
     return any(w.lower() not in _MATH_WORDS for w in re.findall(r"[A-Za-z]{2,}", bare))
 
 

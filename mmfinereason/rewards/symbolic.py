@@ -110,7 +110,8 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the trainer; it will close our pipe
     logging.disable(logging.WARNING)  # math-verify warns on every call that its timeout is off: we know.
     sys.setrecursionlimit(3000)
-    memory_mb = int(os.environ.get("MMFINEREASON_VERIFY_MEMORY_MB", "2048"))
+    # both spellings: the pool that starts us may be older or newer than the variable's rename
+    memory_mb = int(os.environ.get("MMFINEREASON_VERIFY_MEMORY_MB", os.environ.get("MMFR_VERIFY_MEMORY_MB", "2048")))
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     import math_verify  # noqa: F401  (import before the memory limit: it is the one big allocation we expect)
 

@@ -34,7 +34,7 @@ from .budget import Budget, count, verification_stats
 from .choices import extract_letter, extract_letters, gold_choice_with_text
 from .conventions import Conventions
 from .equivalence import Check, is_yes_no, judge
-from .normalize import MAX_ANSWER_CHARS, clean, is_wordy, within_limits
+from .normalize import MAX_ANSWER_CHARS, clean, is_wordy, split_answers, within_limits
 from .numeric import parse_number
 from .structures import is_structure, matrix_cells
 
@@ -66,10 +66,12 @@ def _is_closed_kind(gold: str) -> bool:
     return is_wordy(gold) and not is_structure(gold) and parse_number(gold) is None and "\\" not in gold
 
 
-def _sure(pred: str, gold: str) -> bool:
+def _sure(pred: str, gold: str, conv: Conventions) -> bool:
     """Is the fast path's "not equal" definitive for this pair (see the module docstring)?"""
     if _is_closed_kind(gold):
         return True
+    if conv.ordered_lists and len(split_answers(gold)) > 1:
+        return True  # a convention the caller chose: math-verify (which compares lists as sets) may not undo it
     if is_structure(gold) or is_structure(pred) or matrix_cells(gold) or matrix_cells(pred):
         return False
     return parse_number(gold) is not None and parse_number(pred) is not None
@@ -79,9 +81,7 @@ def _ask_math_verify(found: Extraction, pred: str | None, gold: str, check: Chec
     prose = pred is None or (found.source in ("phrase", "bare") and is_wordy(pred) and parse_number(pred) is None)
     if not prose:
         result = check.symbolic("compare", pred, gold)
-        if not (result and result["equal"]) and found.source == "boxed" and found.text.count("\\boxed") > 1:
-            prose = True  # boxes that words divide (`y_1 = \boxed{…}` and `y_2 = \boxed{…}`): let it read them
-    if prose:
+    else:
         text = found.text[-READ_CHARS:]
         if not within_limits(text, max_chars=READ_CHARS):
             count("refused")
@@ -141,7 +141,7 @@ def is_correct(
     if pred is not None:
         if judge(pred, gold, question, check):
             return True
-        if _sure(pred, gold) or check.budget.timed_out:
+        if _sure(pred, gold, conv) or check.budget.timed_out:
             return False
     elif _is_closed_kind(gold) or not found.text.strip():
         count("no_answer")
