@@ -12,11 +12,11 @@ as TRL's compute_loss sets):
 
 (a) ``padded``: TRL's ``DataCollatorForVisionLanguageModeling`` (prompt-completion, completion-only loss),
     ``--batch-size`` rows in random order, right-padded to the longest row — what ``trl.SFTTrainer`` feeds a VLM;
-(b) ``packed``: :class:`~mmfinereason.data.sampler.TokenBudgetBatchSampler` micro-batches of
+(b) ``packed``: :class:`~mmfinereason.data.batching.sampler.TokenBudgetBatchSampler` micro-batches of
     ``--tokens-per-batch`` tokens, packed by :class:`~mmfinereason.data.MultimodalCollator(packing=True)`.
 
 Attention: ``--attn`` for both arms, except that plain ``sdpa`` (the CPU default) runs the packed arm with
-``sdpa_varlen`` (:mod:`mmfinereason.data.packing`), the pure-PyTorch stand-in for flash-attn's varlen kernel;
+``sdpa_varlen`` (:mod:`mmfinereason.modeling.attention`), the pure-PyTorch stand-in for flash-attn's varlen kernel;
 dense masked sdpa over a packed row would cost row_length² instead of sum(len_i²). On a GPU pass
 ``--attn flash_attention_2`` and both arms use it (the padded arm then unpads by its attention mask).
 
@@ -175,7 +175,7 @@ def arm_figures(name: str, batches, real: list[int], spent: dict, warmup: int, f
 # ---------------------------------------------------------------------------------------------- collator
 def collator_speed(processor, model, n: int, batch: int) -> dict:
     """Samples/s of MultimodalCollator(packing=True) on one thread at 8B-like shapes (768² images, ~2.9K tokens)."""
-    from mmfinereason.data.collator import MultimodalCollator
+    from mmfinereason.data.batching.collator import MultimodalCollator
 
     rows = make_examples(n, 1.0, processor.tokenizer, seed=1, image_side=768)
     for r in rows:  # one 768² image each, as in most MMFineReason rows
@@ -228,8 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
     from mmfinereason.data.chat import render_prompt
-    from mmfinereason.data.collator import MultimodalCollator
-    from mmfinereason.data.sampler import token_budget_sampler
+    from mmfinereason.data.batching.collator import MultimodalCollator
+    from mmfinereason.data.batching.sampler import token_budget_sampler
     from mmfinereason.toy import tiny_model_dir
 
     tiny_dir = tiny_model_dir()
@@ -244,6 +244,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     examples = make_examples(args.examples, args.scale, processor.tokenizer, seed=args.seed, sigma=args.sigma)
     packed_attn = "sdpa_varlen" if args.attn == "sdpa" else args.attn
+    if packed_attn == "sdpa_varlen":
+        from mmfinereason.modeling.attention import register_varlen_sdpa
+
+        register_varlen_sdpa()
     model.set_attn_implementation(packed_attn)  # the packed collator picks its row layout from it
     ours = MultimodalCollator(processor, max_length, packing=True, model=model, max_pixels=max_pixels)
     encoded = [ours.encode(x) for x in examples]

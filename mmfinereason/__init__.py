@@ -2,7 +2,7 @@
 
 The public API (see README): recipes (`load_recipe`), data (`load_examples`, `MultimodalCollator`), rewards
 (`accuracy_reward`, `format_reward`, `is_correct`, `extract_answer`), trainers (`SFTTrainer`, `GSPOTrainer`) and
-the recipe pipeline (`build_sft`, `run_sft`). Heavy modules load on first use, so `import mmfinereason` is
+the recipe pipelines (`build_sft`, `run_sft`, `build_gspo`, `run_gspo`). Heavy modules load on first use, so `import mmfinereason` is
 cheap and the CLI starts fast.
 """
 
@@ -13,22 +13,22 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_recipe": "mmfinereason.config",
-    "Recipe": "mmfinereason.config",
-    "RecipeError": "mmfinereason.config",
+    "load_recipe": "mmfinereason.recipe",
+    "Recipe": "mmfinereason.recipe",
+    "RecipeError": "mmfinereason.recipe",
     "load_examples": "mmfinereason.data",
     "MultimodalCollator": "mmfinereason.data",
     "SFTTrainer": "mmfinereason.trainers.sft",
-    "SFTConfig": "mmfinereason.trainers.sft",
+    "SFTConfig": "mmfinereason.recipe.train_args",
     "GSPOTrainer": "mmfinereason.trainers.gspo",
-    "GSPOConfig": "mmfinereason.trainers.gspo",
-    "build_gspo": "mmfinereason.trainers.gspo",
-    "run_gspo": "mmfinereason.trainers.gspo",
-    "run_demo": "mmfinereason.demo",
-    "evaluate_benchmarks": "mmfinereason.evaluation",
-    "build_sft": "mmfinereason.pipeline",
-    "run_sft": "mmfinereason.pipeline",
-    "evaluate_accuracy": "mmfinereason.evaluation",
+    "GSPOConfig": "mmfinereason.recipe.train_args",
+    "build_sft": "mmfinereason.pipelines.sft",
+    "run_sft": "mmfinereason.pipelines.sft",
+    "build_gspo": "mmfinereason.pipelines.gspo",
+    "run_gspo": "mmfinereason.pipelines.gspo",
+    "run_demo": "mmfinereason.pipelines.demo",
+    "evaluate_accuracy": "mmfinereason.evaluation.accuracy",
+    "evaluate_benchmarks": "mmfinereason.evaluation.accuracy",
     "accuracy_reward": "mmfinereason.rewards",
     "format_reward": "mmfinereason.rewards",
     "is_correct": "mmfinereason.rewards",

@@ -26,18 +26,6 @@ def is_available(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def is_flash_attn_available() -> bool:
-    return is_available("flash_attn")
-
-
-def is_vllm_available() -> bool:
-    return is_available("vllm")
-
-
-def is_deepspeed_available() -> bool:
-    return is_available("deepspeed")
-
-
 def require(module: str, extra: str | None = None, feature: str | None = None):
     """Import and return ``module``, or raise an ImportError that says which extra to install."""
     if not is_available(module):

@@ -83,7 +83,7 @@ def backbone_config(name_or_path: str):
     from transformers import AutoConfig, Qwen3VLConfig
 
     if name_or_path == "tiny":
-        from .toy import tiny_model_dir
+        from mmfinereason.toy import tiny_model_dir
 
         return AutoConfig.from_pretrained(tiny_model_dir()), "the embedded tiny model"
     if Path(name_or_path, "config.json").is_file():
@@ -104,11 +104,11 @@ def backbone_config(name_or_path: str):
 
 def count_parameters(config, model_cfg=None) -> dict[str, dict[str, int]]:
     """Exact parameter counts ``{part: {"total": n, "trainable": n}}`` of the model built on the meta device,
-    with the recipe's freezing (``model_cfg``: a :class:`~mmfinereason.config.ModelConfig`)."""
+    with the recipe's freezing (``model_cfg``: a :class:`~mmfinereason.recipe.loader.ModelConfig`)."""
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from .models import part_of
+    from mmfinereason.modeling.parts import part_of
 
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(config)

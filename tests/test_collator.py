@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mmfinereason.data.collator import IGNORE_INDEX, MultimodalCollator
-from mmfinereason.data.sampler import image_token_count
+from mmfinereason.data.batching.collator import IGNORE_INDEX, MultimodalCollator
+from mmfinereason.data.batching.lengths import image_token_count
 
 IMAGE_PAD = "<|image_pad|>"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mmfinereason.config import RecipeError, apply_override, load_recipe
+from mmfinereason.recipe.loader import RecipeError, apply_override, load_recipe
 
 RECIPES = sorted(Path(__file__).resolve().parents[1].glob("recipes/*/*.yaml"))
 

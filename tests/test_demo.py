@@ -7,8 +7,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from mmfinereason.config import RecipeError, load_recipe
-from mmfinereason.demo import find_recipe, run_demo
+from mmfinereason.recipe.loader import RecipeError, load_recipe
+from mmfinereason.pipelines.demo import find_recipe, run_demo
 
 SFT_FAST = [
     "train.max_steps=2",

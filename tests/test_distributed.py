@@ -7,8 +7,8 @@ import json
 import pytest
 from distributed_utils import REPO, run, tiny_sft_overrides, trace_records
 
-from mmfinereason.resume import MARKER_NAME, verify_checkpoint
-from mmfinereason.trained_ids import read_trained_ids
+from mmfinereason.runtime.checkpoints import MARKER_NAME, verify_checkpoint
+from mmfinereason.runtime.trained_ids import read_trained_ids
 
 pytestmark = pytest.mark.slow
 

@@ -15,11 +15,11 @@ import datasets
 import pytest
 from PIL import Image
 
-from mmfinereason.benchmarks import load_benchmark, parse_data_arg, parse_options, with_options
-from mmfinereason.cli import main
-from mmfinereason.evaluation import AccuracyReport, Prediction, evaluate_benchmarks
-from mmfinereason.generators import GenerationSettings
-from mmfinereason.jsonl_store import JsonlStore, check_run_settings, unique_ids
+from mmfinereason.evaluation.benchmarks import load_benchmark, parse_data_arg, parse_options, with_options
+from mmfinereason.cli.main import main
+from mmfinereason.evaluation.accuracy import AccuracyReport, Prediction, evaluate_benchmarks
+from mmfinereason.evaluation.generators import GenerationSettings
+from mmfinereason.evaluation.store import JsonlStore, check_run_settings, unique_ids
 
 TRAIN_STEPS = 60
 
@@ -162,8 +162,8 @@ def trained_tiny_dir(tmp_path_factory) -> Path:
     """The tiny model after a short SFT through `build_sft` (with `eval.every_n_steps` on), saved like
     `mmfinereason sft` saves it, plus the trainer's `log_history.json`. Trained once per pytest session:
     `test_select.py` reuses it."""
-    from mmfinereason.config import recipe_from_dict
-    from mmfinereason.pipeline import build_sft
+    from mmfinereason.recipe.loader import recipe_from_dict
+    from mmfinereason.pipelines.sft import build_sft
 
     out = tmp_path_factory.getbasetemp() / f"tiny-sft-{TRAIN_STEPS}-steps"
     if (out / "log_history.json").exists():

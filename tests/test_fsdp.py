@@ -36,7 +36,7 @@ def _setup(cache: str):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from conftest import toy_examples
-    from mmfinereason.data.collator import MultimodalCollator
+    from mmfinereason.data.batching.collator import MultimodalCollator
     from mmfinereason.toy import tiny_model_dir
 
     path = tiny_model_dir(cache)

@@ -9,11 +9,11 @@ import datasets
 import pytest
 import torch
 
-from mmfinereason.config import RecipeError, recipe_from_dict
+from mmfinereason.recipe.loader import RecipeError, recipe_from_dict
 from mmfinereason.data.chat import render_prompt
-from mmfinereason.data.sources import load_sources
-from mmfinereason.data.mixing import SourceSpec
-from mmfinereason.models import load_processor
+from mmfinereason.data.io.sources import load_sources
+from mmfinereason.data.io.mixing import SourceSpec
+from mmfinereason.modeling.loading import load_processor
 from mmfinereason.toy import tiny_model_dir
 from mmfinereason.trainers.dynamic_sampling import (
     concat_batches,
@@ -23,7 +23,9 @@ from mmfinereason.trainers.dynamic_sampling import (
     select_rows,
 )
 from mmfinereason.trainers.gspo import GSPOConfig, GSPOTrainer
-from mmfinereason.trainers.gspo_data import add_prompts, prompt_length, resolve_reward
+from mmfinereason.data.batching.lengths import prompt_length
+from mmfinereason.pipelines.rl_prompts import add_prompts
+from mmfinereason.rewards.registry import resolve_reward
 
 EPS_LOW, EPS_HIGH = 3e-4, 4e-4
 
@@ -81,8 +83,8 @@ def test_config_is_the_paper_preset(tmp_path):
     assert args.lr_scheduler_type.value == "constant_with_warmup" and args.warmup_steps == 10
     assert args.weight_decay == 0.1 and args.max_prompt_length == 8192 and args.max_completion_length == 16384
     assert args.mask_truncated_completions and args.bf16 is False  # overlong: mask; CPU: no bf16
-    with pytest.raises(ValueError, match="overlong"):
-        GSPOConfig(output_dir=str(tmp_path), overlong="drop")
+    with pytest.raises(ValueError, match="overlong_completions"):
+        GSPOConfig(output_dir=str(tmp_path), overlong_completions="drop")
     with pytest.raises(ValueError, match="reward_weights"):
         GSPOConfig(output_dir=str(tmp_path), reward_funcs=["accuracy"], reward_weights=[1.0, 0.5])
 
@@ -306,7 +308,7 @@ def test_refill_is_sized_to_the_missing_groups(tmp_path):
 def test_gspo_logs_held_out_accuracy_during_training(tmp_path):
     """`eval.every_n_steps` works for stage 2 as for stage 1: the recipe wires the accuracy callback."""
     from mmfinereason.trainers.eval_callback import AccuracyCallback
-    from mmfinereason.trainers.gspo import build_gspo
+    from mmfinereason.pipelines.gspo import build_gspo
 
     recipe = recipe_from_dict({
         "stage": "gspo",
@@ -334,7 +336,7 @@ def length_reward(completions, **kwargs):
 
 
 def test_short_gspo_run_changes_parameters(tmp_path):
-    trainer = make_trainer(tmp_path, reward_funcs=[length_reward], reward_weights=None, overlong="none")
+    trainer = make_trainer(tmp_path, reward_funcs=[length_reward], reward_weights=None, overlong_completions="none")
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     changed = [n for n, p in trainer.model.named_parameters() if not torch.equal(before[n], p.detach())]

@@ -1,4 +1,4 @@
-"""Image decoding / RGB conversion of `mmfinereason.data.images` (tiny PIL-drawn images, no I/O beyond tmp)."""
+"""Image decoding / RGB conversion of `mmfinereason.data.io.images` (tiny PIL-drawn images, no I/O beyond tmp)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmfinereason.data.images import BadImageError, convert_to_rgb, rgb_image_bytes, to_rgb_image
+from mmfinereason.data.io.images import BadImageError, convert_to_rgb, rgb_image_bytes, to_rgb_image
 
 
 def encode(image: Image.Image, fmt: str = "PNG") -> bytes:

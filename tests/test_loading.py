@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from mmfinereason.data.loading import DataSourceError, load_examples, load_examples_with_report
-from mmfinereason.data.mixing import SourceSpec, load_mixture, load_mixture_with_report
-from mmfinereason.data.report import DataQualityError, DataReport
+from mmfinereason.data.io.loading import DataSourceError, load_examples, load_examples_with_report
+from mmfinereason.data.io.mixing import SourceSpec, load_mixture, load_mixture_with_report
+from mmfinereason.data.io.report import DataQualityError, DataReport
 
 RESPONSE = "qwen3vl_235b_thinking_response"
 EXAMPLE_KEYS = ["id", "images", "question", "answer", "response", "source", "pass_rate"]

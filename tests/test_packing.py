@@ -16,19 +16,34 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mmfinereason.data.collator import MultimodalCollator
-from mmfinereason.data.packing import (
+from mmfinereason.data.batching.collator import MultimodalCollator
+from mmfinereason.data.batching.packing import (
     first_fit_decreasing,
     pack_examples,
     pack_layout,
-    packed_boundaries,
     uses_varlen_attention,
 )
-from mmfinereason.data.sampler import TokenBudgetBatchSampler, example_lengths, token_budget_sampler
+from mmfinereason.data.batching.sampler import TokenBudgetBatchSampler, example_lengths, token_budget_sampler
+from mmfinereason.modeling.attention import register_varlen_sdpa
+
+register_varlen_sdpa()  # what our model loader does for `attn_implementation: sdpa_varlen`
 
 WORDS = "the largest shape is a red blue green square circle triangle so count answer image of two three".split()
 SIZES = [(32, 32), (17, 45), (129, 31), (16, 400), (400, 16), (77, 77), (200, 90), (33, 257)]
 MAX_PIXELS = 16384
+
+
+def packed_boundaries(position_ids: torch.Tensor) -> torch.Tensor:
+    """``cu_seqlens`` exactly as transformers' flash-attn path derives them from a packed single-row batch.
+
+    Takes the batch's (4, 1, L) or (1, L) ``position_ids``; used to check that the boundaries a
+    flash-attn forward would use are the packed examples' boundaries.
+    """
+    from transformers.modeling_flash_attention_utils import prepare_fa_kwargs_from_position_ids
+
+    text = position_ids[0] if position_ids.ndim == 3 else position_ids
+    (cu_seqlens, _), _ = prepare_fa_kwargs_from_position_ids(text)
+    return cu_seqlens
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +73,7 @@ def random_examples(seed: int, n: int = 7) -> list[dict]:
 
 def reference(model, encoded) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Token-weighted mean loss of the examples run one by one, and each example's logits."""
-    from mmfinereason.data.collator import pad_examples
+    from mmfinereason.data.batching.collator import pad_examples
 
     total = sum(int((e.labels[1:] != -100).sum()) for e in encoded)
     loss, logits = 0.0, []

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from mmfinereason.cli import main
-from mmfinereason.config import load_recipe
+from mmfinereason.cli.main import main
+from mmfinereason.recipe.loader import load_recipe
 from mmfinereason.plan import (
     GIB,
     QWEN3_VL_CONFIGS,

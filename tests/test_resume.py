@@ -3,7 +3,7 @@
 Unit tests cover the marker protocol and the resolution rules; the slow tests run the tiny SFT recipe as 2-process
 CPU DDP under ``accelerate launch`` (the real CLI path) and compare, against an uninterrupted run, the final
 weights (max abs diff <= 1e-6) and the per-rank sequence of example ids every optimizer step trained on
-(recorded by ``MMFINEREASON_TRACE_IDS``, see :func:`mmfinereason.resume.record_trained_ids`).
+(recorded by ``MMFINEREASON_TRACE_IDS``, see :func:`mmfinereason.runtime.resume.record_trained_ids`).
 """
 
 from __future__ import annotations
@@ -19,20 +19,17 @@ import pytest
 from distributed_utils import kill_group, launch, max_abs_diff, run, tiny_sft_overrides, trace_records, wait_for, weights
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from mmfinereason.resume import (
+from mmfinereason.runtime.checkpoints import (
     MARKER_NAME,
-    PREEMPTED_FILE_NAME,
-    STOP_FILE_NAME,
-    PreemptionCallback,
-    SamplerEpochCallback,
-    clear_honoured_stop,
     newest_complete_checkpoint,
     resolve_resume,
     scan_checkpoints,
     verify_checkpoint,
     write_marker,
 )
-from mmfinereason.trained_ids import read_trained_ids
+from mmfinereason.runtime.preemption import PREEMPTED_FILE_NAME, STOP_FILE_NAME, PreemptionCallback, clear_honoured_stop
+from mmfinereason.runtime.resume import SamplerEpochCallback
+from mmfinereason.runtime.trained_ids import read_trained_ids
 
 SFT = "recipes/tiny/sft.yaml"
 GSPO = "recipes/tiny/gspo.yaml"

@@ -10,12 +10,12 @@ import datasets
 import pytest
 import torch
 
-from mmfinereason.benchmarks import Benchmark
-from mmfinereason.cli import main
-from mmfinereason.data.loading import load_examples, load_examples_with_report
-from mmfinereason.generators import GenerationSettings, row_seed
-from mmfinereason.jsonl_store import JsonlStore
-from mmfinereason.selection import align, compute_pass_rates, parse_keep_rule, write_selection
+from mmfinereason.evaluation.benchmarks import Benchmark
+from mmfinereason.cli.main import main
+from mmfinereason.data.io.loading import load_examples, load_examples_with_report
+from mmfinereason.evaluation.generators import GenerationSettings, row_seed
+from mmfinereason.evaluation.store import JsonlStore
+from mmfinereason.evaluation.selection import align, compute_pass_rates, parse_keep_rule, write_selection
 from mmfinereason.toy import make_dataset
 
 
@@ -156,8 +156,8 @@ def _direct_correct(model, processor, example, k: int, seed: int, max_new_tokens
 
 @pytest.mark.slow  # trains the tiny model (shared with test_eval.py within one session): minutes on 2 busy cores
 def test_select_pass_rates_agree_with_direct_sampling_and_resume(trained_dir, tmp_path):
-    from mmfinereason.config import ModelConfig
-    from mmfinereason.models import load_model, load_processor
+    from mmfinereason.recipe.loader import ModelConfig
+    from mmfinereason.modeling.loading import load_model, load_processor
 
     out, k, seed = tmp_path / "sel", 4, 3
     args = ["select", "--model", str(trained_dir), "--data", "toy:rl", "--k", str(k), "--seed", str(seed),

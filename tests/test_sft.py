@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from mmfinereason.config import load_recipe
-from mmfinereason.pipeline import run_sft
+from mmfinereason.recipe.loader import load_recipe
+from mmfinereason.pipelines.sft import run_sft
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_sft_logs_vlm_metrics(sft_run):
 def test_checkpoint_and_final_model_reload_and_generate(sft_run):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from mmfinereason.evaluation import generate_responses
+    from mmfinereason.evaluation.accuracy import generate_responses
     from tests.conftest import toy_examples
 
     recipe, result = sft_run

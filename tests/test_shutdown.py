@@ -1,4 +1,4 @@
-"""The process-exit path frees DDP modules before the process group goes (see :mod:`mmfinereason.shutdown`).
+"""The process-exit path frees DDP modules before the process group goes (see :mod:`mmfinereason.runtime.shutdown`).
 
 A DDP module that outlives ``destroy_process_group`` into interpreter finalization aborts the rank at exit,
 intermittently; these tests check, deterministically, that nothing of the kind is left alive.
@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from mmfinereason.shutdown import release_trainer, shutdown_distributed
+from mmfinereason.runtime.shutdown import release_trainer, shutdown_distributed
 
 
 @pytest.fixture

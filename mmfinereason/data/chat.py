@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-IMAGE_MARKER = "<image>"
+from mmfinereason.data.schema import IMAGE_MARKER
 
 
 def user_content(question: str, num_images: int, images: list | None = None) -> list[dict[str, Any]]:

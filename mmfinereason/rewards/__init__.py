@@ -21,7 +21,7 @@ Design, and why:
   disabled outside the main thread (where TRL reward workers run), and sympy can sit inside a single C call
   (`9^{9^{9^{9}}}`) that no in-process timeout interrupts. Workers have an address-space limit (2 GiB), inputs are
   capped (1,000 characters, 24 levels of nesting) before any parser sees them, and workers die with the trainer
-  (atexit, closed stdin, parent-pid watch). `MMFR_VERIFY_WORKERS` / `MMFR_VERIFY_MEMORY_MB` tune the pool.
+  (atexit, closed stdin, parent-pid watch). `MMFINEREASON_VERIFY_WORKERS` / `MMFINEREASON_VERIFY_MEMORY_MB` tune the pool.
 - **TRL reward functions** (`functions.py`): `accuracy_reward(completions, answer, **kwargs)` (None = skip a row
   without gold), `format_reward(completions, **kwargs)`, and `make_length_penalty(max_len, buffer)` (DAPO's soft
   overlong punishment). `verification_stats()` returns check / timeout / error counters for logging.

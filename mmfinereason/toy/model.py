@@ -76,7 +76,7 @@ def _cache_key() -> str:
 
 def _tokenizer_corpus() -> list[str]:
     """Text the BPE is trained on: the task's questions and traces, in chat form, plus digits and words."""
-    from .task import make_example
+    from mmfinereason.toy.task import make_example
 
     corpus = []
     for i in range(400):
@@ -97,7 +97,7 @@ def build_tiny_model(path: str | os.PathLike, seed: int = 0) -> None:
         Qwen3VLVideoProcessor,
     )
 
-    from .tokenizer import CHAT_TEMPLATE, train_tokenizer
+    from mmfinereason.toy.tokenizer import CHAT_TEMPLATE, train_tokenizer
 
     tokenizer = train_tokenizer(_tokenizer_corpus())
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}

@@ -2,7 +2,7 @@
 
 Why a callback and not the Trainer's own evaluation loop: ``Trainer.evaluate`` measures loss under teacher
 forcing; what matters for a reasoning model is whether the generated final answer is right, which needs
-generation and the verifier. This callback runs :func:`mmfinereason.evaluation.evaluate_accuracy` — the same
+generation and the verifier. This callback runs :func:`mmfinereason.evaluation.accuracy.evaluate_accuracy` — the same
 code as the accuracy before / after training and ``mmfinereason eval`` — every N optimizer steps, and hands the
 result to ``trainer.log``, so it lands in ``trainer.state.log_history`` and in wandb / trackio / tensorboard
 under ``eval/accuracy`` and ``eval/accuracy/<source>``.
@@ -53,17 +53,6 @@ class AccuracyCallback(TrainerCallback):
         self.generate_kwargs = generate_kwargs
         self.history: list[tuple[int, float]] = []  # (step, accuracy), for notebooks and tests
 
-    @classmethod
-    def from_recipe(cls, recipe, trainer, examples: list[dict[str, Any]] | None = None) -> AccuracyCallback:
-        """The callback the recipe's ``eval:`` block asks for, on ``data.eval`` (at most ``eval.during_training_limit`` rows)."""
-        from ..pipeline import accuracy_settings, load_eval_examples
-
-        e = recipe.eval
-        examples = load_eval_examples(recipe) if examples is None else examples
-        if e.during_training_limit is not None:
-            examples = examples[: e.during_training_limit]
-        return cls(trainer, examples, e.every_n_steps, **accuracy_settings(recipe))
-
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step > 0 and state.global_step % self.every_n_steps == 0:
             self.run(state.global_step)
@@ -71,7 +60,7 @@ class AccuracyCallback(TrainerCallback):
 
     def run(self, step: int) -> dict[str, float]:
         """Measure now and log; returns the logged metrics."""
-        from ..evaluation import evaluate_accuracy
+        from mmfinereason.evaluation.accuracy import evaluate_accuracy
 
         trainer = self.trainer
         accelerator = trainer.accelerator

@@ -15,52 +15,20 @@ accelerate, logging integrations. What we add, and why:
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer as TRLSFTTrainer
 
-from ..models import part_of
-from .stage_args import StageArgumentsMixin
+from mmfinereason.modeling.parts import part_of
+from mmfinereason.trainers.run_files import RecipeCheckpointMixin
+from mmfinereason.trainers.throughput import TokenRate
+from mmfinereason.recipe.train_args import SFTConfig  # noqa: F401  (also importable from here, as before)
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class SFTConfig(StageArgumentsMixin, TRLSFTConfig):
-    """TRL's ``SFTConfig`` plus per-module learning rates; defaults suited to our collator.
-
-    Sequence length, packing and image resolution live in the recipe's ``data:`` section (they are the
-    collator's business); TRL's own ``packing`` / ``padding_free`` flags are rejected for VLMs by TRL and are
-    refused here with a pointer to ``data.packing``.
-    """
-
-    vision_tower_learning_rate: float | None = field(
-        default=None, metadata={"help": "Learning rate of the ViT blocks when unfrozen (default: learning_rate)."}
-    )
-    merger_learning_rate: float | None = field(
-        default=None, metadata={"help": "Learning rate of the patch merger(s) when unfrozen (default: learning_rate)."}
-    )
-    remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Keep raw example columns: the collator needs images and text."}
-    )
-    logging_steps: float = field(default=10, metadata={"help": "Log every N optimizer steps."})
-
-    def __post_init__(self):
-        if self.packing or self.padding_free:
-            raise ValueError(
-                "train.packing / train.padding_free are TRL's text-only flags; for vision-language models use "
-                "data.packing: true (our exact multimodal packing)"
-            )
-        self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
-        super().__post_init__()
-
-
-class SFTTrainer(TRLSFTTrainer):
+class SFTTrainer(RecipeCheckpointMixin, TRLSFTTrainer):
     """TRL's SFTTrainer fed by :class:`~mmfinereason.data.MultimodalCollator`, with VLM metrics.
 
     Build it like TRL's (``SFTTrainer(model, args, train_dataset=..., processing_class=processor,
@@ -75,7 +43,8 @@ class SFTTrainer(TRLSFTTrainer):
         self.data_report = data_report
         self.recipe = recipe
         self.train_batch_sampler = train_batch_sampler
-        self._token_window = {"real": 0, "total": 0, "start": time.perf_counter()}
+        self._token_rate = TokenRate()
+        self._padding_window = {"real": 0, "total": 0}
         super().__init__(*args, **kwargs)
         # Qwen-VL models declare `accepts_loss_kwargs = False`, so transformers would not count the label tokens
         # of the whole accumulated step (`num_items_in_batch`) and would average per-micro-batch means instead —
@@ -89,8 +58,8 @@ class SFTTrainer(TRLSFTTrainer):
 
         Why not TRL's ``packing`` flag: it is text-only (refused for VLMs, trl#4339) and packs token streams
         before the collator, cutting through image tokens; our collator packs whole multimodal examples with
-        exact mRoPE positions (:mod:`mmfinereason.data.packing`) and this sampler decides which examples share
-        a micro-batch (:mod:`mmfinereason.data.sampler`). The loader is prepared by accelerate like
+        exact mRoPE positions (:mod:`mmfinereason.data.batching.packing`) and this sampler decides which examples share
+        a micro-batch (:mod:`mmfinereason.data.batching.sampler`). The loader is prepared by accelerate like
         ``Trainer``'s, which gives each rank every n-th batch of the (rank-identical) batch list.
         """
         if self.train_batch_sampler is None:
@@ -146,8 +115,8 @@ class SFTTrainer(TRLSFTTrainer):
             real = int(inputs["attention_mask"].sum())
         else:  # packed rows: everything but the tail padding is real
             real = int((inputs["input_ids"] != self._tokenizer.pad_token_id).sum())
-        self._token_window["real"] += real
-        self._token_window["total"] += inputs["input_ids"].numel()
+        self._padding_window["real"] += real
+        self._padding_window["total"] += inputs["input_ids"].numel()
         before = self._total_train_tokens
         out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if "attention_mask" not in inputs:
@@ -159,13 +128,11 @@ class SFTTrainer(TRLSFTTrainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.model.training and "loss" in logs:
-            window = self._token_window
-            elapsed = max(time.perf_counter() - window["start"], 1e-9)
-            real = self._gather_sum(window["real"])
-            total = self._gather_sum(window["total"])
-            logs["tokens_per_second"] = real / elapsed
+            logs["tokens_per_second"] = self._token_rate.per_second(self._total_train_tokens)
+            real = self._gather_sum(self._padding_window["real"])
+            total = self._gather_sum(self._padding_window["total"])
             logs["padding_ratio"] = 1.0 - real / total if total else 0.0
-            self._token_window = {"real": 0, "total": 0, "start": time.perf_counter()}
+            self._padding_window = {"real": 0, "total": 0}
             stats = getattr(self.data_collator, "stats", {})
             logs["samples_dropped_overlong"] = float(stats.get("dropped_overlong", 0))
             logs["samples_truncated"] = float(stats.get("truncated", 0))
@@ -176,13 +143,3 @@ class SFTTrainer(TRLSFTTrainer):
     def _gather_sum(self, value: int) -> float:
         t = torch.tensor(float(value), device=self.accelerator.device)
         return float(self.accelerator.reduce(t, reduction="sum")) if self.accelerator.num_processes > 1 else value
-
-    # ------------------------------------------------------------------ checkpoints
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        if self.recipe is not None and self.args.should_save:
-            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-            folder = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            if folder.is_dir():
-                self.recipe.save(folder / "recipe.yaml")

@@ -1,0 +1,299 @@
+"""`load_examples`: any supported source -> a `datasets` dataset of normalised examples, bad rows counted.
+
+Sources: a Hugging Face hub id (from the local HF cache when offline), a local parquet / jsonl / json file, a
+folder of such shards (split names inferred from file names as the Hub does: `data/sft-00000-of-00010.parquet`),
+a folder written by `Dataset.save_to_disk`, or an in-memory `datasets.Dataset` / `IterableDataset`.
+
+Every row goes through `rows.RowNormaliser` (filters, text checks, full image decode, `<image>` markers).
+Without streaming the whole source is checked up front, the skips are counted exactly, and a skip rate above
+`max_skip_rate` raises before training starts. With `streaming=True` (the 1.8M set) rows are checked as they
+are read; the counts in the returned report grow during iteration, and the threshold is enforced once
+`STREAM_CHECK_AFTER_ROWS` rows have been seen, so a broken stream stops in the first minute, not hours in.
+
+Example:
+    >>> from mmfinereason.data.io.loading import load_examples_with_report
+    >>> ds, report = load_examples_with_report("rows.jsonl", pass_rate_range=(0.0, 0.5))  # doctest: +SKIP
+    >>> print(report.summary())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import datasets
+from datasets.data_files import DataFilesDict, get_data_patterns
+
+from mmfinereason.data.io.report import DataReport
+from mmfinereason.data.io.rows import EXAMPLE_FEATURES, RowNormaliser, resolve_columns, row_features
+
+logger = logging.getLogger(__name__)
+
+AnyDataset = Union[datasets.Dataset, datasets.IterableDataset]
+SourceLike = Union[str, os.PathLike, datasets.Dataset, datasets.IterableDataset, datasets.DatasetDict]
+
+STREAM_CHECK_AFTER_ROWS = 200  # a streaming skip rate is judged only after this many rows (less is noise)
+_FILE_BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
+_BOOKKEEPING = ["_drop", "_fixes"]
+
+
+class DataSourceError(OSError):
+    """A source that could not be opened (not on disk, not in the HF cache, no network); says what to do."""
+
+
+def load_examples(
+    source: SourceLike,
+    split: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    streaming: bool = False,
+    **kwargs: Any,
+) -> AnyDataset:
+    """A `datasets.Dataset` (an `IterableDataset` when streaming) of normalised examples.
+
+    `columns` maps our field names (`id, image, question, answer, response, caption, source, pass_rate,
+    is_consistent`) to the source's column names; unmapped fields use the MMFineReason release names. The other
+    keyword arguments are those of `load_examples_with_report`, which also returns the skip report.
+    """
+    dataset, _ = load_examples_with_report(source, split, columns, streaming, **kwargs)
+    return dataset
+
+
+def load_examples_with_report(
+    source: SourceLike,
+    split: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    streaming: bool = False,
+    *,
+    subset: str | None = None,
+    require_response: bool = True,
+    caption_in_prompt: bool = False,
+    sources: Sequence[str] | None = None,
+    pass_rate_range: tuple[float, float] | None = None,
+    require_consistent: bool = False,
+    max_skip_rate: float = 0.01,
+    num_proc: int | None = None,
+    limit: int | None = None,
+    name: str | None = None,
+) -> tuple[AnyDataset, DataReport]:
+    """Load, filter and check `source`; return `(dataset, report)`.
+
+    Args:
+        subset: hub config name (e.g. one source of the Full-2.3M pool), or a sub-folder of a local folder.
+        require_response: skip rows without a teacher response (set False for RL prompts and eval data).
+        caption_in_prompt: insert the row's dense caption after the `<image>` markers of the question.
+        sources: keep only rows whose `source` is one of these.
+        pass_rate_range: keep only rows with `low <= pass_rate <= high` (rows without a pass rate go too).
+        require_consistent: keep only rows whose `is_consistent` verdict is true.
+        max_skip_rate: above this fraction of skipped (bad) rows, raise `DataQualityError`.
+        num_proc: worker processes for the up-front check (non-streaming only).
+        limit: read at most this many rows of the source (quick experiments, smoke tests).
+        name: how the source is called in logs and errors (default: its path or hub id).
+    """
+    if pass_rate_range is not None and (len(pass_rate_range) != 2 or pass_rate_range[0] > pass_rate_range[1]):
+        raise ValueError(f"pass_rate_range must be (low, high) with low <= high, got {pass_rate_range!r}")
+    if not 0.0 <= max_skip_rate <= 1.0:
+        raise ValueError(f"max_skip_rate must be within [0, 1], got {max_skip_rate!r}")
+    raw, base_dir, default_name = open_source(source, split=split, subset=subset, streaming=streaming)
+    name = name or default_name
+    if limit is not None:
+        raw = raw.take(limit) if isinstance(raw, datasets.IterableDataset) else raw.select(range(min(limit, len(raw))))
+
+    available = _column_names(raw)
+    required = {"question", "answer"}
+    required |= {"response"} if require_response else set()
+    required |= {"caption"} if caption_in_prompt else set()
+    required |= {"source"} if sources is not None else set()
+    required |= {"pass_rate"} if pass_rate_range is not None else set()
+    required |= {"is_consistent"} if require_consistent else set()
+    try:
+        resolved = resolve_columns(available, columns, required)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+    raw = _keep_images_encoded(raw, resolved["image"])
+
+    normaliser = RowNormaliser(
+        columns=resolved,
+        name=name,
+        base_dir=base_dir,
+        require_response=require_response,
+        caption_in_prompt=caption_in_prompt,
+        sources=frozenset(sources) if sources is not None else None,
+        pass_rate_range=tuple(pass_rate_range) if pass_rate_range is not None else None,
+        require_consistent=require_consistent,
+    )
+    report = DataReport(name=name)
+    if isinstance(raw, datasets.IterableDataset):
+        dataset = _normalise_stream(raw, available, normaliser, report, max_skip_rate)
+    else:
+        dataset = _normalise_table(raw, normaliser, report, max_skip_rate, num_proc)
+    return dataset, report
+
+
+def _normalise_table(
+    raw: datasets.Dataset, normaliser: RowNormaliser, report: DataReport, max_skip_rate: float, num_proc: int | None
+) -> datasets.Dataset:
+    """Check every row now (cached by `datasets`), count exactly, raise or drop the bad rows."""
+    mapped = raw.map(
+        normaliser,
+        with_indices=True,
+        remove_columns=raw.column_names,
+        features=row_features(decode_images=True),  # map never decodes its output: nothing is wasted
+        num_proc=num_proc,
+        desc=f"Checking rows of {report.name}",
+    )
+    bookkeeping = mapped.select_columns(["id", *_BOOKKEEPING]).to_dict()
+    for row_id, drop, fixes in zip(bookkeeping["id"], bookkeeping["_drop"], bookkeeping["_fixes"]):
+        report.record(row_id, drop, fixes)
+    logger.info(report.summary())
+    report.check(max_skip_rate)
+    if report.kept < report.seen:
+        mapped = mapped.filter(_is_kept, input_columns="_drop", num_proc=num_proc, desc="Dropping skipped rows")
+    return mapped.remove_columns(_BOOKKEEPING)
+
+
+def _normalise_stream(
+    raw: datasets.IterableDataset,
+    available: list[str],
+    normaliser: RowNormaliser,
+    report: DataReport,
+    max_skip_rate: float,
+) -> datasets.IterableDataset:
+    """Check rows lazily; the filter counts into `report` and enforces the threshold as rows stream by.
+
+    The counting function is a closure, not a bound method or partial: `datasets` deep-copies its iterable
+    pipelines (shuffle, interleave), which would copy a report held by a method but leaves functions as is.
+    With a multi-worker DataLoader each worker counts in its own copy; the main process's report then stays 0.
+    """
+
+    def count_and_check(row_id: str, drop: str, fixes: list[str]) -> bool:
+        kept = report.record(row_id, drop, fixes)
+        if report.seen >= STREAM_CHECK_AFTER_ROWS:
+            report.check(max_skip_rate)
+        return kept
+
+    logger.info("data %r: streaming; rows are checked and counted as they are read", report.name)
+    mapped = raw.map(normaliser, with_indices=True, remove_columns=available, features=row_features(False))
+    checked = mapped.filter(count_and_check, input_columns=["id", *_BOOKKEEPING])
+    return checked.remove_columns(_BOOKKEEPING).cast(EXAMPLE_FEATURES)
+
+
+def _is_kept(drop: str) -> bool:
+    return not drop
+
+
+def open_source(
+    source: SourceLike, *, split: str | None = None, subset: str | None = None, streaming: bool = False
+) -> tuple[AnyDataset, str | None, str]:
+    """Open `source` as a raw dataset; return `(dataset, base_dir for relative image paths, display name)`.
+
+    A string is a local path if it exists on disk, otherwise a hub id.
+    """
+    if isinstance(source, (datasets.Dataset, datasets.IterableDataset, datasets.DatasetDict)):
+        dataset = _pick_split(source, split, "the in-memory dataset")
+        if streaming and isinstance(dataset, datasets.Dataset):
+            dataset = dataset.to_iterable_dataset()
+        return dataset, None, "dataset"
+    path = Path(source).expanduser()
+    if path.exists():
+        return _open_local(path, split, subset, streaming)
+    text = str(source)
+    if path.suffix in _FILE_BUILDERS or text.startswith(("/", "./", "../", "~")) or text.count("/") > 1:
+        raise FileNotFoundError(f"data source {text!r}: no such file or folder ({path.resolve()})")
+    return _open_hub(text, split, subset, streaming), None, text + (f":{split}" if split else "")
+
+
+def _open_local(
+    path: Path, split: str | None, subset: str | None, streaming: bool
+) -> tuple[AnyDataset, str | None, str]:
+    if path.is_file():
+        builder = _FILE_BUILDERS.get(path.suffix)
+        if builder is None:
+            raise ValueError(f"data source {str(path)!r}: unsupported file type; use .parquet, .jsonl or .json")
+        dataset = datasets.load_dataset(builder, data_files={"train": str(path)}, split="train", streaming=streaming)
+        return dataset, str(path.parent), str(path)
+    if subset is not None and (path / subset).is_dir():
+        path = path / subset
+    if (path / "state.json").exists() or (path / "dataset_dict.json").exists():  # written by save_to_disk
+        dataset = _pick_split(datasets.load_from_disk(str(path)), split, str(path))
+        if streaming:
+            dataset = dataset.to_iterable_dataset()
+        return dataset, str(path), str(path)
+    split_files = _data_files_by_split(path)
+    if split is not None and split in split_files:
+        chosen = split
+    elif len(split_files) == 1:
+        chosen = next(iter(split_files))
+        if split is not None:
+            logger.info("%s has one split (%r); using it for the requested split %r", path, chosen, split)
+    else:
+        raise ValueError(f"{path} has splits {sorted(split_files)}; choose one with `split:`")
+    files = split_files[chosen]
+    builder = _FILE_BUILDERS[Path(files[0]).suffix]
+    dataset = datasets.load_dataset(builder, data_files={chosen: files}, split=chosen, streaming=streaming)
+    return dataset, str(path), f"{path}:{chosen}"
+
+
+def _data_files_by_split(folder: Path) -> dict[str, list[str]]:
+    """Data files of `folder` per split, by the Hub's naming rules; parquet wins over jsonl over json.
+
+    Why not `load_dataset(folder)`: with image files next to the data it picks the `imagefolder` builder,
+    and `load_dataset("parquet", data_dir=...)` tries to read every file in the folder as parquet.
+    """
+    patterns = get_data_patterns(str(folder))
+    all_files = {str(split): list(files) for split, files in DataFilesDict.from_patterns(patterns, str(folder)).items()}
+    for suffix in (".parquet", ".jsonl", ".json"):
+        by_split = {split: sorted(f for f in files if f.endswith(suffix)) for split, files in all_files.items()}
+        by_split = {split: files for split, files in by_split.items() if files}
+        if by_split:
+            return by_split
+    raise FileNotFoundError(f"data source {str(folder)!r}: no .parquet, .jsonl or .json files in this folder")
+
+
+def _open_hub(hub_id: str, split: str | None, subset: str | None, streaming: bool) -> AnyDataset:
+    try:
+        loaded = datasets.load_dataset(hub_id, subset, split=split, streaming=streaming)
+    except OSError as error:  # ConnectionError (offline, not cached), DatasetNotFoundError, LocalEntryNotFoundError
+        raise DataSourceError(
+            f"could not load dataset {hub_id!r} from the Hugging Face Hub or the local HF cache: {error}\n"
+            f"To train offline, download it on a machine with internet access:\n"
+            f"    hf download {hub_id} --repo-type dataset            (older clients: huggingface-cli download)\n"
+            f"then run with HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1, or download with `--local-dir DIR` and "
+            f"point the recipe's data path at DIR. (No local file or folder named {hub_id!r} exists either.)"
+        ) from error
+    return _pick_split(loaded, split, hub_id)
+
+
+def _pick_split(loaded: Any, split: str | None, name: str) -> AnyDataset:
+    if isinstance(loaded, (datasets.Dataset, datasets.IterableDataset)):
+        return loaded
+    if split is not None:
+        if split not in loaded:
+            raise ValueError(f"{name} has no split {split!r}; its splits are {sorted(loaded)}")
+        return loaded[split]
+    if len(loaded) == 1:
+        return next(iter(loaded.values()))
+    raise ValueError(f"{name} has splits {sorted(loaded)}; choose one with `split:`")
+
+
+def _column_names(raw: AnyDataset) -> list[str]:
+    """Column names; a stream of unknown schema is peeked at (one row) rather than guessed."""
+    if raw.column_names is not None:
+        return list(raw.column_names)
+    first = next(iter(raw), None)
+    return list(first) if first is not None else []
+
+
+def _keep_images_encoded(raw: AnyDataset, column: str | None) -> AnyDataset:
+    """Turn off `datasets`' own image decoding so that a broken image reaches our checks as bytes."""
+    feature = raw.features.get(column) if column is not None and raw.features is not None else None
+    if isinstance(feature, datasets.Image) and feature.decode:
+        return raw.cast_column(column, datasets.Image(decode=False))
+    inner = getattr(feature, "feature", None)
+    if isinstance(feature, datasets.List) and isinstance(inner, datasets.Image) and inner.decode:
+        return raw.cast_column(column, datasets.List(datasets.Image(decode=False), length=feature.length))
+    if isinstance(feature, datasets.LargeList) and isinstance(inner, datasets.Image) and inner.decode:
+        return raw.cast_column(column, datasets.LargeList(datasets.Image(decode=False)))
+    return raw

@@ -1,0 +1,223 @@
+"""Answer generation for ``mmfinereason eval`` and ``select``: HF ``generate`` or vLLM, one interface.
+
+Both backends take normalised examples (``question`` with ``<image>`` markers, PIL ``images``) and render the
+prompt with :func:`mmfinereason.data.chat.render_prompt`, the function training uses, so a checkpoint is
+evaluated on exactly the prompt format it was trained on (no system prompt unless the recipe sets one; the
+chat template's default thinking mode).
+
+Sampling is seeded *per question*: the ``k`` draws for a row depend only on ``(seed, row id)``, never on the
+batch it landed in. That is what lets ``select`` resume after a crash, or change batch size, and still write
+the pass rates an uninterrupted run would. HF ``generate`` has one RNG per call, so it samples one question
+(``k`` sequences) per call; vLLM takes a seed per request and batches freely — use it for real runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import torch
+
+from mmfinereason.import_utils import is_available, require
+
+logger = logging.getLogger(__name__)
+
+PAPER_REPETITION_PENALTY = 1.05  # paper B.2: temperature 0, top_p 1, repetition penalty 1.05
+PAPER_MAX_PIXELS = 2048 * 2048  # paper B.2: images up to 2048x2048 at evaluation
+
+
+@dataclass
+class GenerationSettings:
+    """How answers are generated. Defaults are the paper's evaluation (greedy, no system prompt)."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    repetition_penalty: float = PAPER_REPETITION_PENALTY
+    min_pixels: int = 1024
+    max_pixels: int = PAPER_MAX_PIXELS
+    system_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def row_seed(seed: int, row_id: str) -> int:
+    """A stable 31-bit seed for one question (Python's ``hash`` is salted per process; crc32 is not)."""
+    return zlib.crc32(f"{seed}:{row_id}".encode()) & 0x7FFFFFFF
+
+
+class Generator(Protocol):
+    settings: GenerationSettings
+
+    def generate(self, examples: list[dict[str, Any]]) -> list[str]:
+        """One completion per example (greedy when ``settings.temperature == 0``)."""
+
+    def sample(self, examples: list[dict[str, Any]], k: int, seed: int) -> list[list[str]]:
+        """``k`` completions per example, seeded per example by :func:`row_seed`."""
+
+
+class HFGenerator:
+    """``transformers`` generate on one device; batched greedy, per-question seeded sampling."""
+
+    def __init__(self, model, processor, settings: GenerationSettings) -> None:
+        self.model, self.processor, self.settings = model, processor, settings
+
+    def _kwargs(self) -> dict[str, Any]:
+        s = self.settings
+        return dict(
+            min_pixels=s.min_pixels,
+            max_pixels=s.max_pixels,
+            system_prompt=s.system_prompt,
+            repetition_penalty=s.repetition_penalty,
+            do_sample=not s.greedy,
+            temperature=s.temperature if not s.greedy else 1.0,
+            top_p=s.top_p,
+        )
+
+    def generate(self, examples: list[dict[str, Any]]) -> list[str]:
+        from mmfinereason.evaluation.generation import generate_responses
+
+        if not examples:
+            return []
+        return generate_responses(self.model, self.processor, examples, self.settings.max_new_tokens, **self._kwargs())
+
+    def sample(self, examples: list[dict[str, Any]], k: int, seed: int) -> list[list[str]]:
+        from mmfinereason.evaluation.generation import generate_responses
+
+        if self.settings.greedy:
+            raise ValueError("sampling k answers needs temperature > 0 (greedy draws would all be the same)")
+        device = getattr(self.model, "device", torch.device("cpu"))
+        devices = [device] if device.type == "cuda" else []
+        out = []
+        for ex in examples:
+            # fork_rng: seeding here must not disturb the caller's random state (e.g. a training run).
+            with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
+                torch.manual_seed(row_seed(seed, str(ex["id"])))
+                out.append(
+                    generate_responses(
+                        self.model,
+                        self.processor,
+                        [ex],
+                        self.settings.max_new_tokens,
+                        **self._kwargs(),
+                        num_return_sequences=k,
+                    )
+                )
+        return out
+
+
+class VLLMGenerator:
+    """vLLM offline engine: continuous batching, per-request seeds. Needs ``pip install 'mmfinereason[vllm]'``.
+
+    Not exercised by the CPU test suite (vLLM needs a GPU); the prompt is the same rendered chat text, with
+    the images passed as ``multi_modal_data``.
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        processor,
+        settings: GenerationSettings,
+        *,
+        tensor_parallel_size: int = 1,
+        max_images_per_prompt: int = 1,
+        seed: int = 0,
+    ) -> None:
+        vllm = require("vllm", feature="--backend vllm")
+        self.processor, self.settings = processor, settings
+        self._vllm = vllm
+        self.llm = vllm.LLM(
+            model=model_path,
+            tensor_parallel_size=tensor_parallel_size,
+            limit_mm_per_prompt={"image": max(max_images_per_prompt, 1)},
+            mm_processor_kwargs={"min_pixels": settings.min_pixels, "max_pixels": settings.max_pixels},
+            seed=seed,
+        )
+
+    def _request(self, ex: dict[str, Any]) -> dict[str, Any]:
+        from mmfinereason.data.chat import render_prompt
+
+        images = list(ex.get("images") or [])
+        request: dict[str, Any] = {
+            "prompt": render_prompt(self.processor, ex["question"], len(images), self.settings.system_prompt)
+        }
+        if images:
+            request["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
+        return request
+
+    def _params(self, n: int, seed: int | None):
+        s = self.settings
+        return self._vllm.SamplingParams(
+            n=n,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=-1,  # no top-k cut: the checkpoint's chat defaults (top_k 20) are not evaluation settings
+            repetition_penalty=s.repetition_penalty,
+            max_tokens=s.max_new_tokens,
+            seed=seed,
+        )
+
+    def generate(self, examples: list[dict[str, Any]]) -> list[str]:
+        if not examples:
+            return []
+        outputs = self.llm.generate([self._request(ex) for ex in examples], self._params(1, None), use_tqdm=False)
+        return [o.outputs[0].text for o in outputs]
+
+    def sample(self, examples: list[dict[str, Any]], k: int, seed: int) -> list[list[str]]:
+        if not examples:
+            return []
+        params = [self._params(k, row_seed(seed, str(ex["id"]))) for ex in examples]
+        outputs = self.llm.generate([self._request(ex) for ex in examples], params, use_tqdm=False)
+        return [[c.text for c in o.outputs] for o in outputs]
+
+
+def pick_backend(backend: str) -> str:
+    """``auto`` -> ``vllm`` when it is installed and a GPU is visible, else ``hf``."""
+    if backend not in ("auto", "hf", "vllm"):
+        raise ValueError(f"backend must be auto, hf or vllm, got {backend!r}")
+    if backend == "auto":
+        return "vllm" if is_available("vllm") and torch.cuda.is_available() else "hf"
+    return backend
+
+
+def load_generator(
+    model_name: str,
+    settings: GenerationSettings,
+    *,
+    backend: str = "auto",
+    dtype: str = "auto",
+    attn_implementation: str = "sdpa",
+    seed: int = 0,
+    **vllm_kwargs: Any,
+) -> Generator:
+    """A ready generator for ``model_name`` (``tiny``, a hub id or a local directory)."""
+    from mmfinereason.recipe.loader import ModelConfig
+    from mmfinereason.modeling.loading import load_model, load_processor, resolve_name
+
+    backend = pick_backend(backend)
+    processor = load_processor(model_name)
+    if backend == "vllm":
+        return VLLMGenerator(resolve_name(model_name), processor, settings, seed=seed, **vllm_kwargs)
+    model = load_model(ModelConfig(name_or_path=model_name, dtype=dtype, attn_implementation=attn_implementation))
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    model.eval()
+    logger.info("generating with transformers on %s", model.device)
+    return HFGenerator(model, processor, settings)

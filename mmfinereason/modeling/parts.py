@@ -1,0 +1,62 @@
+"""Which parts of Qwen3-VL learn: freezing by part, LoRA on the parts that are meant to learn.
+
+Qwen3-VL has three parts: the vision tower (``model.visual.blocks`` + patch embedding), the patch merger(s)
+(``model.visual.merger`` and the deepstack mergers) and the language model (``model.language_model`` +
+``lm_head``). The paper fine-tunes the language model with the tower and merger frozen; the flags of
+:class:`~mmfinereason.recipe.sections.ModelConfig` choose any combination.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from mmfinereason.recipe.sections import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+
+def model_parts(model) -> dict[str, list[torch.nn.Parameter]]:
+    """Parameters grouped as ``vision_tower``, ``merger`` and ``language_model``."""
+    parts: dict[str, list[torch.nn.Parameter]] = {"vision_tower": [], "merger": [], "language_model": []}
+    for name, param in model.named_parameters():
+        parts[part_of(name)].append(param)
+    return parts
+
+
+def part_of(name: str) -> str:
+    if ".visual." in f".{name}":
+        return "merger" if "merger" in name else "vision_tower"
+    return "language_model"
+
+
+def apply_freezing(model, cfg: ModelConfig) -> None:
+    frozen = {"vision_tower": cfg.freeze_vision_tower, "merger": cfg.freeze_merger, "language_model": cfg.freeze_language_model}
+    for part, params in model_parts(model).items():
+        for p in params:
+            p.requires_grad_(not frozen[part])
+    # Under ZeRO-3 parameters load sharded and report 0 elements: count their full size.
+    trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+    total = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+    if trainable == 0 and not cfg.lora.enabled:
+        raise ValueError("every part of the model is frozen: unfreeze one of vision tower, merger, language model")
+    logger.info("trainable parameters: %s / %s (%.1f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+
+
+def apply_lora(model, cfg: ModelConfig):
+    from peft import LoraConfig, get_peft_model
+
+    # Adapt only modules in parts that are meant to learn; a frozen vision tower stays untouched.
+    frozen_parts = {p for p, f in (("vision_tower", cfg.freeze_vision_tower), ("merger", cfg.freeze_merger)) if f}
+    targets = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+        and name.split(".")[-1] in cfg.lora.target_modules
+        and part_of(name + ".weight") not in frozen_parts
+    ]
+    if not targets:
+        raise ValueError(f"model.lora.target_modules {cfg.lora.target_modules} matched no linear layer")
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, target_modules=targets)
+    return get_peft_model(model, lora)

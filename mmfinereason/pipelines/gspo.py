@@ -1,0 +1,49 @@
+"""Stage 2 from a recipe: model (the SFT output) -> RL prompts -> :class:`~mmfinereason.trainers.gspo.GSPOTrainer`.
+
+``mmfinereason gspo RECIPE`` is ``run_gspo(load_recipe(RECIPE))``; ``build_gspo`` alone gives the trainer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mmfinereason.modeling.loading import load_model, load_processor
+from mmfinereason.pipelines.inputs import add_accuracy_callback, load_train_data
+from mmfinereason.pipelines.rl_prompts import add_prompts, drop_long_prompts
+from mmfinereason.pipelines.stage import RunResult, run_stage
+from mmfinereason.recipe.loader import Recipe
+
+logger = logging.getLogger(__name__)
+
+
+def build_gspo(recipe: Recipe, model=None, processor=None):
+    """A :class:`~mmfinereason.trainers.gspo.GSPOTrainer` wired from the recipe: model, RL prompts, rewards."""
+    from mmfinereason.trainers.gspo import GSPOTrainer
+
+    if recipe.stage != "gspo":
+        raise ValueError(f"build_gspo needs a recipe with stage: gspo, got stage: {recipe.stage}")
+    d, args = recipe.data, recipe.train
+    processor = processor or load_processor(recipe.model.name_or_path)
+    # TRL runs the processor without size arguments: set the recipe's pixel bounds on it (as SFT's collator does).
+    processor.image_processor.size = {"shortest_edge": d.min_pixels, "longest_edge": d.max_pixels}
+    model = model or load_model(recipe.model)
+    dataset, report = load_train_data(recipe, require_response=False)
+    logger.info(report.summary())
+    dataset, _ = drop_long_prompts(
+        dataset, processor, args.max_prompt_length,
+        system_prompt=d.system_prompt, min_pixels=d.min_pixels, max_pixels=d.max_pixels,
+    )
+    trainer = GSPOTrainer(
+        model,
+        args=args,
+        train_dataset=add_prompts(dataset, d.system_prompt),
+        processing_class=processor,
+        recipe=recipe,
+        data_report=report,
+    )
+    return add_accuracy_callback(recipe, trainer)
+
+
+def run_gspo(recipe: Recipe) -> RunResult:
+    """Train stage 2 as the recipe says; print held-out accuracy before and after; save model + recipe."""
+    return run_stage(recipe, build_gspo(recipe), "GSPO")

@@ -1,0 +1,69 @@
+"""The run of either stage, the one pipeline behind both the CLI and the notebook API.
+
+Reading order mirrors a torchtune recipe: (accuracy before) -> train (resumable) -> save -> (accuracy after).
+The stage-specific wiring (model, data, trainer) is in :mod:`.sft` and :mod:`.gspo`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmfinereason.recipe.loader import Recipe
+from mmfinereason.evaluation.accuracy import AccuracyReport, evaluate_accuracy
+from mmfinereason.pipelines.inputs import accuracy_settings, load_eval_examples
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports: where the model is, accuracy before / after, training metrics."""
+
+    output_dir: str
+    accuracy_before: AccuracyReport | None = None
+    accuracy_after: AccuracyReport | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def measure_accuracy(recipe: Recipe, model, processor, examples: list[dict], desc: str) -> AccuracyReport | None:
+    if not examples:
+        return None
+    return evaluate_accuracy(model, processor, examples, desc=desc, **accuracy_settings(recipe))
+
+
+def _print_accuracy(label: str, report: AccuracyReport | None, is_main: bool) -> None:
+    if report is not None and is_main:
+        print(f"\nheld-out accuracy {label}: {100 * report.accuracy:.1f}% ({len(report.predictions)} items)")
+        print(report.table())
+
+
+def run_stage(recipe: Recipe, trainer, label: str = "training") -> RunResult:
+    """The shared run of either stage: accuracy before -> train (resumable) -> save -> accuracy after."""
+    from mmfinereason.runtime.resume import train_resumable  # newest complete checkpoint, markers, exit on preemption
+
+    is_main = trainer.accelerator.is_main_process
+    out = Path(recipe.train.output_dir)
+    eval_examples = load_eval_examples(recipe)
+    result = RunResult(output_dir=str(out))
+    if recipe.eval.before_training:
+        result.accuracy_before = measure_accuracy(recipe, trainer.model, trainer.processing_class, eval_examples, "accuracy before")
+        _print_accuracy(f"before {label}", result.accuracy_before, is_main)
+    train_output = train_resumable(trainer, recipe.train.resume_from_checkpoint)
+    result.metrics = dict(train_output.metrics)
+    result.log_history = list(trainer.state.log_history)
+    trainer.save_model(str(out))
+    if is_main:
+        trainer.processing_class.save_pretrained(str(out))
+        recipe.save(out / "recipe.yaml")
+    if recipe.eval.after_training:
+        result.accuracy_after = measure_accuracy(recipe, trainer.model, trainer.processing_class, eval_examples, "accuracy after")
+        _print_accuracy(f"after {label}", result.accuracy_after, is_main)
+        if result.accuracy_after is not None:
+            trainer.log(result.accuracy_after.metrics())
+    if is_main:
+        print(f"\nsaved model, processor and recipe to {out}")
+    return result

@@ -1,0 +1,172 @@
+"""The ``train:`` section of a recipe: our ``SFTConfig`` and ``GSPOConfig``, TRL's configs plus our fields.
+
+Imported only when a recipe is built (``recipe.loader.train_config_class``): these classes pull in TRL, transformers
+and torch, which ``mmfinereason --help`` and the rest of ``recipe/`` must not.
+
+Training-argument defaults both stages share live in one place, :class:`StageArgumentsMixin`:
+
+``SFTConfig`` (over TRL's ``SFTConfig``) and ``GSPOConfig`` (over TRL's ``GRPOConfig``) both inherit from
+transformers' ``TrainingArguments`` through TRL, and both want the same departures from its defaults: no logging
+integration unless asked, activation checkpointing under its transformers-5 name, bf16 decided by the hardware,
+resume from the newest complete checkpoint. A dataclass mixin placed first in the bases overrides those fields
+(dataclasses keep each field's position and take the most derived default) without repeating them per stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from trl import GRPOConfig as TRLGRPOConfig
+from trl import SFTConfig as TRLSFTConfig
+
+
+def bf16_supported() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+@dataclass
+class StageArgumentsMixin:
+    """Put first in the bases: ``class SFTConfig(StageArgumentsMixin, trl.SFTConfig)``."""
+
+    report_to: str | list[str] = field(
+        default="none", metadata={"help": "'none', 'wandb', 'trackio', 'tensorboard' or a list of them."}
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of activation_checkpointing (transformers 5)."}
+    )
+    activation_checkpointing: bool | None = field(
+        default=False, metadata={"help": "Recompute activations in backward: much less memory, ~30% slower."}
+    )
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision; None = on where the GPU supports it, off on CPU."}
+    )
+    resume_from_checkpoint: str | None = field(
+        default="auto",
+        metadata={"help": "'auto': the newest complete checkpoint in output_dir (fresh start if none); null: fresh "
+                  "start; or a checkpoint path. See mmfinereason.runtime.resume."},
+    )
+
+    def __post_init__(self):
+        if self.bf16 is None:
+            self.bf16 = not self.fp16 and bf16_supported() and not self.use_cpu
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; avoids a warning per epoch on CPU
+        super().__post_init__()
+
+
+@dataclass
+class SFTConfig(StageArgumentsMixin, TRLSFTConfig):
+    """TRL's ``SFTConfig`` plus per-module learning rates; defaults suited to our collator.
+
+    Sequence length, packing and image resolution live in the recipe's ``data:`` section (they are the
+    collator's business); TRL's own ``packing`` / ``padding_free`` flags are rejected for VLMs by TRL and are
+    refused here with a pointer to ``data.packing``.
+    """
+
+    vision_tower_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the ViT blocks when unfrozen (default: learning_rate)."}
+    )
+    merger_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the patch merger(s) when unfrozen (default: learning_rate)."}
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep raw example columns: the collator needs images and text."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every N optimizer steps."})
+
+    def __post_init__(self):
+        if self.packing or self.padding_free:
+            raise ValueError(
+                "train.packing / train.padding_free are TRL's text-only flags; for vision-language models use "
+                "data.packing: true (our exact multimodal packing)"
+            )
+        self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
+        super().__post_init__()
+
+
+OVERLONG_MODES = ("mask", "penalty", "none")
+
+
+@dataclass
+class GSPOConfig(StageArgumentsMixin, TRLGRPOConfig):
+    """TRL's ``GRPOConfig`` preset to GSPO with the paper's stage-2 values, plus rewards and dynamic sampling.
+
+    Paper (Table 9): AdamW lr 1e-6 constant after 10 warm-up steps, weight decay 0.1, 16 rollouts per prompt at
+    temperature 1.0, sequence-level clipping ε 3e-4 / 4e-4, no KL, prompt ≤ 8,192 and response ≤ 16,384 tokens.
+    """
+
+    importance_sampling_level: str = field(
+        default="sequence", metadata={"help": "'sequence' is GSPO (one ratio per completion); 'token' is GRPO."}
+    )
+    loss_type: str = field(
+        default="grpo",
+        metadata={"help": "'grpo' averages each sequence's loss, the GSPO objective (token-sum losses re-weight by length)."},
+    )
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient; the paper uses no KL term."})
+    epsilon: float = field(default=3e-4, metadata={"help": "Lower clip ε_low of the sequence ratio (paper 3e-4)."})
+    epsilon_high: float | None = field(default=4e-4, metadata={"help": "Upper clip ε_high (paper 4e-4)."})
+    num_generations: int | None = field(default=16, metadata={"help": "Rollouts per prompt (paper 16)."})
+    per_device_train_batch_size: int = field(
+        default=16, metadata={"help": "Completions per device per micro-step (a multiple of num_generations helps)."}
+    )
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts (paper 1.0)."})
+    learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate (paper 1e-6, constant)."})
+    lr_scheduler_type: str = field(default="constant_with_warmup", metadata={"help": "Paper: constant after warm-up."})
+    warmup_steps: float = field(default=10, metadata={"help": "Warm-up steps (paper 10); a float < 1 is a ratio."})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay (paper 0.1)."})
+    max_completion_length: int | None = field(default=16384, metadata={"help": "Response budget in tokens (paper 16,384)."})
+    max_prompt_length: int | None = field(
+        default=8192,
+        metadata={"help": "Prompts longer than this (text + image tokens) are skipped and counted (paper 8,192)."},
+    )
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy", "format"],
+        metadata={"help": "Rewards: 'accuracy', 'format' or dotted import paths (my_pkg.rewards:fn), TRL signature."},
+    )
+    reward_weights: list[float] | None = field(
+        default_factory=lambda: [1.0, 0.1],
+        metadata={"help": "One weight per entry of reward_funcs (the overlong penalty's weight is separate)."},
+    )
+    dynamic_sampling: bool = field(
+        default=True,
+        metadata={"help": "Drop groups whose rewards all agree and refill the batch from further prompts (DAPO)."},
+    )
+    dynamic_sampling_max_retries: int = field(
+        default=3, metadata={"help": "Extra generation rounds per step at most; then zero-signal groups fill the gap."}
+    )
+    overlong_completions: str = field(
+        default="mask",
+        metadata={"help": "Rollouts that hit max_completion_length: 'mask' (no loss), 'penalty' (DAPO soft "
+                  "length penalty) or 'none'. (SFT's over-long *examples*: data.overlong_examples.)"},
+    )
+    overlong_buffer: int | None = field(
+        default=None, metadata={"help": "Penalty ramp length in tokens (default: a quarter of max_completion_length)."}
+    )
+    overlong_penalty_weight: float = field(default=1.0, metadata={"help": "Weight of the overlong penalty reward."})
+    remove_unused_columns: bool | None = field(
+        default=False, metadata={"help": "Keep answer / source / question columns: the rewards need them."}
+    )
+    logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
+
+    def __post_init__(self):
+        if self.overlong_completions not in OVERLONG_MODES:
+            raise ValueError(
+                f"train.overlong_completions must be one of {list(OVERLONG_MODES)}, got {self.overlong_completions!r}"
+            )
+        if self.overlong_completions == "mask":
+            self.mask_truncated_completions = True
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ValueError(
+                f"train.reward_weights has {len(self.reward_weights)} weights for {len(self.reward_funcs)} "
+                f"train.reward_funcs {self.reward_funcs}"
+            )
+        if self.dynamic_sampling_max_retries < 0:
+            raise ValueError("train.dynamic_sampling_max_retries must be >= 0")
+        super().__post_init__()
+        local = self.per_device_train_batch_size * self.steps_per_generation
+        if self.dynamic_sampling and local % self.num_generations:
+            raise ValueError(
+                f"dynamic sampling needs whole prompt groups on each process: per_device_train_batch_size × "
+                f"steps_per_generation = {local} is not a multiple of num_generations = {self.num_generations}"
+            )
