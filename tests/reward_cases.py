@@ -337,6 +337,11 @@ CASES += [
     ("उत्तर है 21", "12", False),
     ("Die Antwort ist 7.", "7", True),
     ("La respuesta es 7.", "8", False),
+    # hedges: prose that offers alternatives is never read for an answer
+    ("It is either 12 or 13.", "13", False),
+    ("The answer is 12 or 13.", "12", False),
+    ("The answer is not 12, it is 13.", "12", False),
+    (LONG + "I could not decide between 12 and 13.", "13", False),
     # a base model that runs past its end-of-turn token
     ("The answer is 7. <|im_start|>user\nThe answer is 8.", "7", True),
     ("The answer is 7. <|im_start|>user\nThe answer is 8.", "8", False),

@@ -27,6 +27,7 @@ ever turns a 0 into a 1 here, so every rule above that rejects stays in force wh
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 from .answer import BARE_ANSWER_CHARS, Extraction, boxed_answer, extract
@@ -77,10 +78,41 @@ def _sure(pred: str, gold: str, conv: Conventions) -> bool:
     return parse_number(gold) is not None and parse_number(pred) is not None
 
 
+_HEDGE_RE = re.compile(
+    r"\b(?:or|either|maybe|perhaps|possibly|probably|might|unsure|unclear|guess|not\s+sure"
+    r"|(?:cannot|can't|could\s+not|couldn't)\s+(?:decide|tell|determine|be\s+sure))\b",
+    re.IGNORECASE,
+)
+_DENIED_RE = re.compile(r"\bnot\s+(?:equal\s+to\s+|be\s+|\$\s*)?(-?\d+(?:,\d{3})*(?:\.\d+)?)", re.IGNORECASE)
+HEDGE_CHARS = 300
+"""How much of the end of a prose answer is searched for a hedge before math-verify may read it."""
+
+
+def _hedged(found: Extraction, pred: str | None) -> bool:
+    """`12 or 13`, `not 12, it is 13`, `maybe 12`: prose that offers alternatives is never read for an answer
+    (math-verify would take one of them, and a reward must not pay for hedging)."""
+    tail = pred if found.source == "phrase" and pred else found.text[-HEDGE_CHARS:]
+    return bool(_HEDGE_RE.search(tail))
+
+
+def _denied(found: Extraction, gold: str) -> bool:
+    """`The answer is not 12, it is 13`: a value the response explicitly denies is never its answer."""
+    gold_num = parse_number(gold)
+    if gold_num is None:
+        return False
+    for m in _DENIED_RE.finditer(found.text[-READ_CHARS:]):
+        denied = parse_number(m.group(1))
+        if denied is not None and denied.value == gold_num.value:
+            return True
+    return False
+
+
 def _ask_math_verify(found: Extraction, pred: str | None, gold: str, check: Check) -> bool:
     prose = pred is None or (found.source in ("phrase", "bare") and is_wordy(pred) and parse_number(pred) is None)
     if not prose:
         result = check.symbolic("compare", pred, gold)
+    elif _hedged(found, pred) or _denied(found, gold):
+        return False
     else:
         text = found.text[-READ_CHARS:]
         if not within_limits(text, max_chars=READ_CHARS):
