@@ -171,7 +171,9 @@ def test_timeout_is_not_cached_as_a_verdict(monkeypatch):
     monkeypatch.setattr(budget, "get_pool", lambda: Stuck())
     assert is_correct(response, gold, timeout=0.3) is False  # timed out: scored 0 this time
     monkeypatch.setattr(budget, "get_pool", lambda: real)
-    assert is_correct(response, gold) is True  # the same pair, once the machine has time again
+    # the same pair once the machine has time again (a generous limit: the killed worker's successor may still be
+    # starting on a loaded machine, and this test is about the cache, not speed)
+    assert is_correct(response, gold, timeout=60) is True
 
 
 def test_conventions_are_options_with_stated_defaults():
@@ -213,7 +215,7 @@ def test_extract_answer_forms(response, expected):
 def test_works_from_threads():
     cases = [(r"\sqrt{12}", r"2\sqrt{3}", True), (r"\sqrt{13}", r"2\sqrt{3}", False), ("B", "B", True)] * 4
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda c: is_correct(c[0], c[1]), cases))
+        results = list(pool.map(lambda c: is_correct(c[0], c[1], timeout=30), cases))  # about threads, not speed
     assert results == [c[2] for c in cases]
     assert threading.current_thread() is threading.main_thread()  # the checks above ran in worker threads
 
