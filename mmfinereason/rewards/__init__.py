@@ -6,14 +6,20 @@ r"""Verifiable-answer rewards for GSPO: extract the committed answer, decide equ
 
 Design, and why:
 
-- **Extract** (`answer.py`): the last `<answer>…</answer>` after `</think>`, else the last balanced `\boxed{}`,
-  else an "Answer: X" ending. Linear scans only (`rfind` and a bounded brace matcher), so a megabyte of junk or
-  10^5 nested braces costs milliseconds.
-- **Fast path first** (`numeric.py`, `choices.py`, `normalize.py`, `verify.py`): most golds are numbers, option
-  letters, yes/no or words. Comparing them in pure Python (exact `Fraction`s, unit stripping, option parsing) takes
-  microseconds, is exact where floats are not, and keeps a 2,900-token response's check around a millisecond. The
-  fast path is definitive for the types it understands, so near misses (`12`/`1.2`, `B`/`BC`, `30°`/`60°`) stay
-  wrong without ever reaching sympy.
+- **Extract** (`answer.py`, `phrases.py`): the last `<answer>…</answer>` after `</think>`, else the later of the last
+  balanced `\boxed{}` (joined with the boxes just before it when only separators divide them) and the last answer
+  phrase (`Answer: X`, `The final answer is $X$. I hope it is correct.`, `答案：X`, `La réponse est X`, …), else a
+  short bare answer. Linear scans only (`rfind`, a bounded brace matcher, one regex over a bounded window), so a
+  megabyte of junk or 10^5 nested braces costs milliseconds.
+- **Fast path first** (`equivalence.py`, `numeric.py`, `choices.py`, `structures.py`, `normalize.py`): most golds
+  are numbers, option letters, yes/no or words. Comparing them in pure Python (exact `Fraction`s, unit stripping,
+  option parsing, matrices entry by entry) takes microseconds, is exact where floats are not, and keeps a
+  2,900-token response's check around a millisecond. The fast path is definitive only where it is sure (numbers,
+  letters, yes/no, words), so near misses (`12`/`1.2`, `B`/`BC`, `30°`/`60°`) stay wrong without reaching sympy;
+  elsewhere (expressions, LaTeX structures, prose) a "not equal" is asked of math-verify (`verify.py`), and a text
+  comparison never decides a matrix, set, interval or equation.
+- **Conventions** (`conventions.py`): where hand-labelled graders disagree (decimal comma, `10%` vs `10`, list
+  order, rounding precision), `is_correct` takes an option with a stated default.
 - **Symbolic path in a sandbox process** (`symbolic.py`, `sandbox.py`): only expressions (`2\sqrt{3}`,
   `\frac{\pi}{2}`, intervals, sets, tuples) go to math-verify, in a small pool of worker processes. A check
   running past its hard limit (default 2 s) gets its worker SIGKILLed and replaced; the check scores 0 and is

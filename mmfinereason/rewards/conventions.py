@@ -3,13 +3,19 @@ r"""Grading conventions on which hand-labelled graders in the wild disagree, as 
 Each is a keyword of `is_correct` (and of `accuracy_reward`) with a stated default; the default is the reading a
 careful human grader of MMFineReason-style (English, mostly geometry and arithmetic) answers would apply.
 
-| option | default | what it decides |
-|---|---|---|
-| `decimal_comma` | `None` (auto) | `1,22` is 1.22 only where it cannot be a list or a thousands group and the other side is written with a decimal point (`1,22` vs `1.22`); `True`: a lone comma between digits is always a decimal comma (European golds); `False`: never (a comma separates thousands or list items) |
-| `percent` | `"either"` | `45%` equals both `45` and `0.45`; `"fraction"`: only `0.45`; `"number"`: only `45` |
-| `ordered_lists` | `False` | a bare list `2, 3` matches `3, 2`; `True`: order counts. Tuples and intervals in brackets always keep their order, sets `\{…\}` never do |
-| `precision` | `None` | decimals compare by the rounding the written answer shows (`3.46` stands for 2√3, `0.5` does not stand for 0.46) and within `rel_tol`; an integer `p` also accepts two values equal once both are rounded to `p` decimals (math-verify's `float_rounding`) |
-| `rel_tol` | `1e-4` | relative tolerance between decimals (integers and fractions always compare exactly) |
+- `decimal_comma` (default `None`, auto): `1,22` is read as 1.22 only where the comma cannot be a thousands group
+  (not exactly three digits after it, or `0,…`) and the other side is written with a decimal point (`1,22` vs
+  `1.22`, `0,111` vs `0.111`); `True`: a lone comma between digits is always a decimal comma (European golds);
+  `False`: never (a comma separates thousands or list items). The auto reading accepts `0.1` for a gold `0,1`
+  that may have meant the pair (0, 1); pass `False` for MATH-style golds with bare tuples.
+- `percent` (default `"either"`): `45%` equals both `45` and `0.45`; `"fraction"`: only `0.45`; `"number"`: only
+  `45`.
+- `ordered_lists` (default `False`): a bare list `2, 3` matches `3, 2`; `True`: the order counts (and math-verify,
+  which compares lists as sets, is not asked). Tuples and intervals in brackets always keep their order.
+- `precision` (default `None`): decimals compare by the rounding the written answer shows (`3.46` stands for 2√3,
+  `0.5` does not stand for 0.46) and within `rel_tol`; an integer `p` also accepts two values that are equal once
+  both are rounded to `p` decimals (math-verify's `float_rounding`).
+- `rel_tol` (default `1e-4`): relative tolerance between decimals (integers and fractions always compare exactly).
 """
 
 from __future__ import annotations

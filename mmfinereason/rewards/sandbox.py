@@ -40,7 +40,7 @@ class SandboxError(RuntimeError):
 
 class _Worker:
     def __init__(self, memory_mb: int) -> None:
-        env = dict(os.environ, MMFR_VERIFY_MEMORY_MB=str(memory_mb), PYTHONDONTWRITEBYTECODE="1")
+        env = dict(os.environ, MMFINEREASON_VERIFY_MEMORY_MB=str(memory_mb), PYTHONDONTWRITEBYTECODE="1")
         self.proc = subprocess.Popen(
             # `-c` + run_path instead of `python symbolic.py`: the script's folder must not go on sys.path, or
             # our modules would shadow the standard library's for sympy (`numbers`, …) in the worker.
@@ -212,8 +212,8 @@ def get_pool() -> SandboxPool:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL._pid != os.getpid() or _POOL._closed:
-            workers = int(os.environ.get("MMFR_VERIFY_WORKERS", "2"))
-            memory = int(os.environ.get("MMFR_VERIFY_MEMORY_MB", "2048"))
+            workers = int(os.environ.get("MMFINEREASON_VERIFY_WORKERS", "2"))
+            memory = int(os.environ.get("MMFINEREASON_VERIFY_MEMORY_MB", "2048"))
             _POOL = SandboxPool(max_workers=max(workers, 1), memory_mb=memory)
         return _POOL
 

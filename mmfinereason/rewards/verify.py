@@ -5,10 +5,10 @@ word; golds in the wild may also be whole solutions, whose `\boxed{}` or "final 
 
 | gold | compared by |
 |---|---|
-| option letter `B`, or letter + text `(D) Alina` | the letter in `B`, `(B)`, `B.`, `Option B`, `"B"`, `B, because …`, `for sure B`; or the option's text (from the question, or from the gold) |
+| letter `B`, or letter + text `(D) Alina` | the letter (`B`, `(B)`, `"B"`, `B, because …`) or the option's text |
 | several letters `AC` / `A, C` | the same set of letters (`A and C`, `A/C`, `A、C`, `(A, C)`) |
 | `yes` / `no` / `true` / `false` | the polarity of the answer's first yes/no word |
-| number (`12`, `0.5`, `3/4`, `30°`, `45%`, `1,000`, `2e-3`, `12 cm`) | exact `Fraction`s, rounding, units, percent and decimal-comma conventions (numeric.py, conventions.py) |
+| number (`12`, `0.5`, `3/4`, `30°`, `45%`, `1,000`, `12 cm`) | exact `Fraction`s, rounding, units (numeric.py) |
 | several answers `2, 3` / `x=2 or x=3` / `AB=4, CD=5` | a one-to-one match, in any order unless `ordered_lists` |
 | matrix (`pmatrix`, `bmatrix`, `array`) | entry by entry (structures.py), else math-verify |
 | named value `x = 3`, `|AB| = 1`, `\frac{NO}{BO} = …` | the value, when the answer gives only a value |
@@ -21,8 +21,11 @@ letters, yes/no, words against words; there a wrong answer stays wrong without r
 `B`/`BC`, `30°`/`60°`). A "not equal" anywhere else (expressions, matrices, sets, intervals, equations, an answer
 phrase that is a whole sentence, a response with no answer marker at all) is asked of math-verify before it
 becomes a 0: for a clean answer, math-verify compares it with the gold; for prose, math-verify reads the end of the
-response with its own extraction (its "last LaTeX / last number" rules), as it would on its own. math-verify only
-ever turns a 0 into a 1 here, so every rule above that rejects stays in force where it is sure.
+response with its own extraction (its "last LaTeX / last number" rules), as it would on its own, except that prose
+which hedges (`12 or 13`, `maybe 12`) or denies the gold's value (`not 12, it is 13`) is never read. math-verify only
+ever turns a 0 into a 1 here, so every rule above that rejects stays in force where it is sure. The conventions on
+which graders disagree (decimal comma, percent, list order, rounding) are options with stated defaults
+(conventions.py).
 """
 
 from __future__ import annotations
