@@ -124,7 +124,7 @@ def test_select_filters_an_existing_pass_rate_without_a_model(tmp_path, capsys):
     assert subset["id"] == [i for i, r in zip(raw["id"], raw["pass_rate"]) if r == 0]
     assert len(subset) > 0 and not (out / "samples.jsonl").exists()
     assert main(["select", "--data", "toy:rl", "--output", str(out)]) == 2  # no model and no rule: nothing to do
-    assert "--keep" in capsys.readouterr().out
+    assert "--keep" in capsys.readouterr().err  # user errors go to stderr, one line
 
 
 # --------------------------------------------------------------------------- the tiny model
