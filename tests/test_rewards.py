@@ -92,6 +92,14 @@ def test_accuracy_reward_accepts_strings_messages_and_parts():
     assert rewards == [1.0, 0.0, 1.0, None]
 
 
+def test_accuracy_reward_pays_committed_answers_only():
+    """is_correct reads a free-text answer (as an eval grader does); the GSPO reward does not (a truncated rollout)."""
+    cut = "Let me count the triangles again carefully, one row at a time. " * 5 + "so far I have 12"
+    assert is_correct(cut, "12")
+    assert accuracy_reward([cut], answer=["12"]) == [0.0]
+    assert accuracy_reward([cut + ". So the answer is 12."], answer=["12"]) == [1.0]
+
+
 def test_accuracy_reward_reads_options_from_prompts():
     prompts = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Angle?\nA. 30°\nB. 45°"}]}]]
     completions = [[{"role": "assistant", "content": "<think>x</think>The answer is <answer>45°</answer>."}]]

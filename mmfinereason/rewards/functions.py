@@ -64,7 +64,10 @@ def accuracy_reward(
 
     The question (the `question` column, or the user turn of `prompts`) lets an answer given as an option's text
     match a gold letter. Each check runs under a hard `timeout` (seconds); a timed-out check scores 0.0 and is
-    counted in `mmfinereason.rewards.verification_stats()`.
+    counted in `mmfinereason.rewards.verification_stats()`. Unlike `is_correct`'s default, a completion with no
+    answer marker at all (no tag, box or answer phrase) scores 0.0 (`free_text=False`): a rollout cut at the
+    length limit has committed to nothing, and paying for the last number of unfinished reasoning would reward
+    truncation.
 
     Example:
     >>> from mmfinereason.rewards import accuracy_reward
@@ -81,7 +84,8 @@ def accuracy_reward(
         if gold is None or (isinstance(gold, str) and not gold.strip()):
             rewards.append(None)
             continue
-        ok = is_correct(completion_text(completion), gold, question=q, rel_tol=rel_tol, timeout=timeout)
+        ok = is_correct(completion_text(completion), gold, question=q, rel_tol=rel_tol, timeout=timeout,
+                        free_text=False)
         rewards.append(1.0 if ok else 0.0)
     return rewards
 

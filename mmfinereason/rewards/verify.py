@@ -110,12 +110,14 @@ def _denied(found: Extraction, gold: str) -> bool:
     return False
 
 
-def _ask_math_verify(found: Extraction, pred: str | None, gold: str, check: Check) -> bool:
+def _ask_math_verify(found: Extraction, pred: str | None, gold: str, check: Check, free_text: bool) -> bool:
     prose = pred is None or (found.source in ("phrase", "bare") and is_wordy(pred) and parse_number(pred) is None)
     if not prose:
         result = check.symbolic("compare", pred, gold)
     elif _hedged(found, pred) or _denied(found, gold):
         return False
+    elif not free_text and found.source != "phrase":
+        return False  # no answer marker at all, and the caller wants committed answers only
     else:
         text = found.text[-READ_CHARS:]
         if not within_limits(text, max_chars=READ_CHARS):
@@ -136,6 +138,7 @@ def is_correct(
     percent: str = "either",
     ordered_lists: bool = False,
     precision: int | None = None,
+    free_text: bool = True,
 ) -> bool:
     """Is the answer committed to in `response` (or `response` itself, if it is a short bare answer) equal to `gold`?
 
@@ -150,6 +153,10 @@ def is_correct(
             and counted in `verification_stats()["timeouts"]` (and never cached as a verdict).
         decimal_comma, percent, ordered_lists, precision: grading conventions on which graders disagree; their
             defaults and meaning are in `mmfinereason/rewards/conventions.py`.
+        free_text: whether a response with no answer marker at all (no tag, box or answer phrase) may still be
+            read by math-verify's own extraction (its last LaTeX or number), as an evaluation grader would. True
+            here; `accuracy_reward` passes False, because a GSPO rollout cut at the length limit has no committed
+            answer and must not be paid for the last number of its unfinished reasoning.
     """
     conv = Conventions(rel_tol, decimal_comma, percent, ordered_lists, precision)
     count("checks")
@@ -181,4 +188,4 @@ def is_correct(
     elif _is_closed_kind(gold) or not found.text.strip():
         count("no_answer")
         return False
-    return _ask_math_verify(found, pred, gold, check)
+    return _ask_math_verify(found, pred, gold, check, free_text)
