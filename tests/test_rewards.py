@@ -32,7 +32,8 @@ def test_case_table_is_large_and_balanced():
 def test_is_correct_table(case):
     response, gold, expected = case[:3]
     question = case[3] if len(case) > 3 else None
-    assert is_correct(response, gold, question=question) is expected
+    # verdicts, not speed: a loaded machine must not turn a slow sympy call into a False (the cap has its own tests)
+    assert is_correct(response, gold, question=question, timeout=30) is expected
 
 
 @pytest.mark.parametrize("name", sorted(ADVERSARIAL))
