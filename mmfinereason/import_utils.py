@@ -1,6 +1,6 @@
 """Optional dependencies, checked in one place and imported lazily.
 
-flash-attn, vLLM, DeepSpeed, Liger kernels, wandb and trackio are extras: the framework runs without them
+flash-attn, vLLM, DeepSpeed, Liger kernels, wandb, trackio and tensorboard are extras: the framework runs without them
 (tests and the demo on CPU), and asking for a feature that needs one fails early with the pip command to run.
 """
 
@@ -17,6 +17,7 @@ EXTRAS = {
     "liger_kernel": "liger",
     "wandb": "wandb",
     "trackio": "trackio",
+    "tensorboard": "tensorboard",
 }
 
 

@@ -8,13 +8,8 @@ import math
 import pytest
 
 from mmfinereason.monitoring.curves import PANELS, load_run, plot_runs, write_run_curves
-from mmfinereason.monitoring.history import (
-    LOG_HISTORY_FILE,
-    LogHistoryCallback,
-    append_log_entry,
-    read_log_history,
-    stage_of,
-)
+from mmfinereason.monitoring.callbacks import LogHistoryCallback
+from mmfinereason.monitoring.history import LOG_HISTORY_FILE, append_log_entry, read_log_history, stage_of
 
 pytest.importorskip("matplotlib")
 
@@ -151,3 +146,24 @@ def test_nothing_to_plot_is_a_clear_error(tmp_path):
     append_log_entry(run, {"foo": 1.0, "step": 1})
     with pytest.raises(ValueError, match="no known metric"):
         write_run_curves(run)
+
+
+def test_plot_command(tmp_path, capsys):
+    from mmfinereason.cli.main import main
+
+    sft = make_run(tmp_path / "demo" / "sft", "sft", sft_history())
+    gspo = make_run(tmp_path / "demo" / "gspo", "gspo", gspo_history())
+    assert main(["plot", str(sft), str(gspo), "--output", str(tmp_path / "docs" / "demo-curves.png")]) == 0
+    out = capsys.readouterr().out
+    for path in (sft / "curves.png", gspo / "curves.png", tmp_path / "docs" / "demo-curves.png",
+                 tmp_path / "docs" / "demo-curves.svg"):
+        assert path.is_file() and str(path) in out, path
+
+
+def test_plot_command_names_a_run_dir_without_history(tmp_path, capsys):
+    from mmfinereason.cli.main import main
+
+    (tmp_path / "nothing").mkdir()
+    assert main(["plot", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert "no log history in" in err and str(tmp_path / "nothing") in err

@@ -6,32 +6,32 @@
 * :func:`plot_runs` / :func:`write_run_curves` — ``curves.png`` + ``curves.svg`` from one or several run dirs
   (``mmfinereason plot RUN_DIR…``); :func:`read_log_history` for your own plots.
 
-Light imports only (transformers' callback module); matplotlib loads when a picture is drawn.
+Names load on first use: reading and plotting a history imports neither transformers nor torch, and matplotlib
+only when a picture is drawn.
 """
 
 from __future__ import annotations
 
-from .console import ConsoleCallback, LineFormatter, install_console
-from .curves import load_run, plot_runs, write_run_curves
-from .history import LOG_HISTORY_FILE, LogHistoryCallback, append_log_entry, read_log_history
+import importlib
 
-__all__ = [
-    "ConsoleCallback",
-    "LineFormatter",
-    "LOG_HISTORY_FILE",
-    "LogHistoryCallback",
-    "append_log_entry",
-    "attach_monitoring",
-    "install_console",
-    "load_run",
-    "plot_runs",
-    "read_log_history",
-    "write_run_curves",
-]
+_EXPORTS = {
+    "ConsoleCallback": "console",
+    "LineFormatter": "console",
+    "install_console": "console",
+    "LogHistoryCallback": "callbacks",
+    "attach_monitoring": "callbacks",
+    "LOG_HISTORY_FILE": "history",
+    "append_log_entry": "history",
+    "read_log_history": "history",
+    "load_run": "curves",
+    "plot_runs": "curves",
+    "write_run_curves": "curves",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
-def attach_monitoring(trainer) -> None:
-    """The compact console and the live ``log_history.jsonl`` on a Trainer (idempotent)."""
-    install_console(trainer)
-    if not any(isinstance(cb, LogHistoryCallback) for cb in trainer.callback_handler.callbacks):
-        trainer.add_callback(LogHistoryCallback())
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

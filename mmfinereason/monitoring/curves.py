@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .history import read_log_history, stage_of
+from mmfinereason.monitoring.history import read_log_history, stage_of
 
 CURVES_FILE = "curves"  # RUN_DIR/curves.png and RUN_DIR/curves.svg
 ALL = "all"  # the overall series of a per-source panel
@@ -42,7 +42,6 @@ class Panel:
     keys: tuple[str, ...] = ()
     sources: str | None = None  # per-source prefix, e.g. "reward" draws reward and reward/<source>
     percent: bool = False  # values are fractions in [0, 1]: axis in %
-    log: bool = False  # log-scaled y (positive values only)
     labels: dict[str, str] = field(default_factory=dict)  # legend names for keys
 
 
@@ -101,14 +100,12 @@ SOURCE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 def require_matplotlib():
     """Import matplotlib, or say how to install it (a dependency of mmfinereason, missing in a broken install)."""
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib
     except ImportError as e:
         raise ImportError(
             "training curves need matplotlib, a dependency of mmfinereason that is not installed here: "
             "pip install 'matplotlib>=3.7' (or reinstall: pip install -e .)"
         ) from e
-    import matplotlib
-
     return matplotlib
 
 
@@ -135,9 +132,6 @@ class Run:
         pattern = re.compile(re.escape(prefix) + r"/(.+)$")
         return sorted({m.group(1) for e in self.history for k in e if (m := pattern.match(k))})
 
-    def has(self, key: str) -> bool:
-        return any(key in e for e in self.history)
-
 
 def load_run(run_dir: str | Path, label: str | None = None) -> Run:
     path = Path(run_dir)
@@ -163,36 +157,29 @@ def _lines(panel: Panel, runs: Sequence[Run]) -> list[tuple[Run, str, str]]:
 
 
 def _colors(names: Sequence[str], palette: Sequence[str]) -> dict[str, str]:
-    return {name: ("black" if name == ALL else palette[i % len(palette)])
-            for i, name in enumerate(n for n in names if n != ALL)} | ({ALL: "black"} if ALL in names else {})
+    """One colour per series name, in order; the overall series (``all``) is black."""
+    others = [n for n in names if n != ALL]
+    return {ALL: "black", **{name: palette[i % len(palette)] for i, name in enumerate(others)}}
 
 
 def _draw_panel(ax, panel: Panel, lines, runs: Sequence[Run], source_colors: dict[str, str], last_step: int) -> None:
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-    names = list(dict.fromkeys(name for _, _, name in lines))
-    multi_run = len({id(r) for r, _, _ in lines}) > 1
-    if panel.sources:
-        colors = source_colors
-    elif len(names) == 1 and multi_run:  # one metric, several runs: colour by run
-        colors = None
-    else:
-        colors = _colors(names, KEY_COLORS)
+    # colour = the series (source or metric), line style = the run (explained by the section's run legend)
+    colors = source_colors if panel.sources else _colors(list(dict.fromkeys(n for _, _, n in lines)), KEY_COLORS)
     run_index = {id(r): i for i, r in enumerate(runs)}
     for run, key, name in lines:
         xs, ys = run.series(key)
-        i = run_index[id(run)]
-        color = colors[name] if colors else KEY_COLORS[i % len(KEY_COLORS)]
         few = len(xs) <= 12
         ax.plot(
             xs, ys,
-            linestyle=RUN_STYLES[i % len(RUN_STYLES)] if colors else "-",
-            color=color,
+            linestyle=RUN_STYLES[run_index[id(run)] % len(RUN_STYLES)],
+            color=colors[name],
             linewidth=2.0 if name == ALL else 1.3,
             marker="o" if few else None,
             markersize=3.5 if few else 0,
             zorder=3 if name == ALL else 2,  # the overall line on top of the per-source ones
-            label=name if colors else run.label,
+            label=name,
         )
     ax.set_title(panel.title, fontsize=10)
     ax.set_xlabel("optimizer step", fontsize=8)
@@ -203,13 +190,12 @@ def _draw_panel(ax, panel: Panel, lines, runs: Sequence[Run], source_colors: dic
     ax.grid(True, alpha=0.3)
     if panel.percent:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    if panel.log and all(v > 0 for run, key, _ in lines for v in run.series(key)[1]):
-        ax.set_yscale("log")
-    elif not panel.percent:  # 1e-4 learning rates as "1e-4" at the axis top, never an offset like "+1.0003"
+    if not panel.percent:  # 1e-4 learning rates as "1e-4" at the axis top, never an offset like "+1.0003"
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useOffset=False)
     # one legend entry per series name (line styles of several runs are explained by the section's run legend)
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
+    unique: dict[str, Any] = {}
+    for handle, label in zip(*ax.get_legend_handles_labels()):
+        unique.setdefault(label, handle)  # the first run's (solid) line
     if len(unique) > 1:
         ax.legend(unique.values(), unique.keys(), fontsize=6.5, loc="best", framealpha=0.7, handlelength=1.6)
 

@@ -3,7 +3,7 @@
 Why a file of our own next to ``trainer_state.json``: the Trainer writes its log history only into checkpoints
 (``checkpoint-N/trainer_state.json``), so a run saved with ``save_strategy: "no"`` — the demo — leaves none, a
 crashed run loses everything after its last checkpoint, and nothing can be plotted while the run is going.
-:class:`LogHistoryCallback` appends every entry the trainer logs (the full dict, the same one the trackers
+:class:`~mmfinereason.monitoring.callbacks.LogHistoryCallback` appends every entry the trainer logs (the full dict, the same one the trackers
 get) the moment it is logged, one JSON object per line.
 
 A resumed run starts again from its checkpoint's step, so the entries the interrupted run logged after that
@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any, Iterable
-
-from transformers import TrainerCallback
 
 LOG_HISTORY_FILE = "log_history.jsonl"
 TRAIN_BEGIN = "train_begin"
@@ -44,32 +41,6 @@ def append_log_entry(run_dir: str | Path, entry: dict[str, Any]) -> None:
     line = json.dumps({k: _jsonable(v) for k, v in entry.items()}, ensure_ascii=False)
     with path.open("a", encoding="utf-8") as f:
         f.write(line + "\n")
-
-
-class LogHistoryCallback(TrainerCallback):
-    """Appends every logged dict, with its ``step`` and wall ``time``, to ``OUTPUT_DIR/log_history.jsonl``.
-
-    Main process only. ``run_dir`` defaults to the trainer's ``output_dir``.
-
-    >>> trainer.add_callback(LogHistoryCallback())  # doctest: +SKIP
-    """
-
-    def __init__(self, run_dir: str | Path | None = None) -> None:
-        self.run_dir = run_dir
-
-    def _dir(self, args) -> Path:
-        return Path(self.run_dir or args.output_dir)
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            append_log_entry(
-                self._dir(args),
-                {"event": TRAIN_BEGIN, "step": state.global_step, "max_steps": state.max_steps, "time": time.time()},
-            )
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            append_log_entry(self._dir(args), {**logs, "step": state.global_step, "time": time.time()})
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -11,8 +11,9 @@ Recipes are the paths given, else the shipped ones (:func:`mmfinereason.recipe.s
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -34,6 +35,7 @@ class DemoResult:
     sft_dir: str
     gspo_dir: str
     seconds: dict[str, float]
+    curves: list[str] = field(default_factory=list)  # both stages in one picture, then each run's own
 
     def table(self) -> str:
         stages = (("untrained", self.untrained), ("after SFT", self.after_sft), ("after GSPO", self.after_gspo))
@@ -105,4 +107,20 @@ def run_demo(
     )
     say(f"SFT model:  {sft_dir}   ({sft_seconds / 60:.1f} min)")
     say(f"GSPO model: {gspo_dir}   ({gspo_seconds / 60:.1f} min)")
+    result.curves = _demo_curves(out, [sft_dir, gspo_dir], [sft_result.curves, gspo_result.curves])
+    for path in result.curves:
+        say(f"curves:     {path}")
     return result
+
+
+def _demo_curves(out: Path, run_dirs: list[Path], per_run: list[list[str]]) -> list[str]:
+    """``OUT/curves.png``: SFT and GSPO in one picture (``mmfinereason plot OUT/sft OUT/gspo``), then each run's."""
+    from mmfinereason.monitoring.curves import plot_runs
+
+    own = [paths[0] for paths in per_run if paths]
+    try:
+        combined = plot_runs(run_dirs, out / "curves.png", each=False)["combined"]
+    except (ImportError, ValueError, OSError) as e:
+        logging.getLogger(__name__).warning("no combined training curves in %s: %s", out, e)
+        return own
+    return [str(combined[0]), *own]

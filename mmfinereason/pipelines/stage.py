@@ -13,6 +13,7 @@ from typing import Any
 
 from mmfinereason.recipe.loader import Recipe
 from mmfinereason.evaluation.accuracy import AccuracyReport, evaluate_accuracy
+from mmfinereason.monitoring.history import append_log_entry
 from mmfinereason.pipelines.inputs import accuracy_settings, load_eval_examples
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class RunResult:
     accuracy_after: AccuracyReport | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     log_history: list[dict[str, Any]] = field(default_factory=list)
+    curves: list[str] = field(default_factory=list)  # OUTPUT_DIR/curves.png and .svg (main process)
 
 
 def measure_accuracy(recipe: Recipe, model, processor, examples: list[dict], desc: str) -> AccuracyReport | None:
@@ -52,6 +54,8 @@ def run_stage(recipe: Recipe, trainer, label: str = "training") -> RunResult:
     if recipe.eval.before_training:
         result.accuracy_before = measure_accuracy(recipe, trainer.model, trainer.processing_class, eval_examples, "accuracy before")
         _print_accuracy(f"before {label}", result.accuracy_before, is_main)
+        if is_main and result.accuracy_before is not None:  # the curves' held-out accuracy starts here, at step 0
+            append_log_entry(out, {**result.accuracy_before.metrics(), "step": 0})
     train_output = train_resumable(trainer, recipe.train.resume_from_checkpoint)
     result.metrics = dict(train_output.metrics)
     result.log_history = list(trainer.state.log_history)
@@ -66,4 +70,18 @@ def run_stage(recipe: Recipe, trainer, label: str = "training") -> RunResult:
             trainer.log(result.accuracy_after.metrics())
     if is_main:
         print(f"\nsaved model, processor and recipe to {out}")
+        result.curves = _write_curves(out)
     return result
+
+
+def _write_curves(out: Path) -> list[str]:
+    """OUTPUT_DIR/curves.png + .svg from the run's log history; a finished run never fails for a picture."""
+    from mmfinereason.monitoring.curves import write_run_curves
+
+    try:
+        paths = [str(p) for p in write_run_curves(out)]
+    except (ImportError, ValueError, OSError) as e:
+        logger.warning("no training curves for %s: %s", out, e)
+        return []
+    print(f"training curves: {paths[0]} (and .svg); compare runs with `mmfinereason plot RUN_DIR…`")
+    return paths

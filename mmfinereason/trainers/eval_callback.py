@@ -55,7 +55,11 @@ class AccuracyCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step > 0 and state.global_step % self.every_n_steps == 0:
+            should_log = control.should_log
             self.run(state.global_step)
+            # trainer.log() clears should_log: without this, a step that is both an evaluation and a logging step
+            # loses its training log (loss, reward, lr …) from the console, the history and the trackers
+            control.should_log = should_log
         return control
 
     def run(self, step: int) -> dict[str, float]:
