@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 MAX_ANSWER_CHARS = 1000
 """Answers longer than this are not compared (a real final answer is short; a megabyte of digits is an attack)."""
 
 MAX_BRACE_DEPTH = 24
 """Deeper `{`/`(`/`[` nesting is refused before any parser sees it (sympy recursion blows the stack and memory)."""
+
+CACHED_CHARS = 256
+"""Answers up to this long are cached (golds repeat across rollouts); longer ones are not kept in memory."""
 
 _UNICODE = {
     "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u2012": "-", "\ufe63": "-", "\uff0d": "-",
@@ -70,6 +74,15 @@ def within_limits(text: str, max_chars: int = MAX_ANSWER_CHARS) -> bool:
 
 def clean(text: str) -> str:
     """Strip presentation from a short answer, keep the maths: `$\\text{B}$.` -> `B`, `5\\,\\text{cm}^2` -> `5 cm^2`."""
+    return _clean_cached(text) if len(text) <= CACHED_CHARS else _clean(text)
+
+
+@lru_cache(maxsize=8192)  # pure, and golds repeat across a prompt's rollouts
+def _clean_cached(text: str) -> str:
+    return _clean(text)
+
+
+def _clean(text: str) -> str:
     s = text
     if not s.isascii():  # our map first (NFKC would turn `cm²` into `cm2`), then NFKC for full-width forms etc.
         s = unicodedata.normalize("NFKC", _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)], s))
@@ -121,6 +134,15 @@ _PUNCT_RE = re.compile(r"[^\w\s°%+\-*/^=<>.]")
 
 def normalize_text(text: str) -> str:
     """Normalise free text for string equality: case, punctuation, articles, whitespace (SQuAD-style)."""
+    return _normalize_cached(text) if len(text) <= CACHED_CHARS else _normalize_text(text)
+
+
+@lru_cache(maxsize=8192)
+def _normalize_cached(text: str) -> str:
+    return _normalize_text(text)
+
+
+def _normalize_text(text: str) -> str:
     s = clean(text).lower()
     s = s.replace("{", " ").replace("}", " ").replace("\\", " ")
     s = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", s)  # north-east == north east

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 _DECIMAL = r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?"
 _NUM_RE = re.compile(rf"^({_DECIMAL})(?:\s*(?:[eE]|\*\s*10\s*\*\*|(?:\\times|\\cdot|x|\*)\s*10\s*\^)\s*\{{?\s*([+-]?\d{{1,4}})\s*\}}?)?$")
@@ -134,6 +135,11 @@ def _parse_plain(s: str) -> tuple[Fraction, int | None] | None:
 def parse_number(text: str) -> Number | None:
     """Parse `12`, `-3.5`, `1,000`, `2.5e-3`, `1.2 \\times 10^{4}`, `3/4`, `\\frac{3}{4}`, `2\\frac{1}{2}`, `45%`,
     `30°`, `12 cm^2`, `$5.20`; return None for anything else (expressions, words, lists)."""
+    return _parse_number(text) if len(text) <= 200 else None  # a number is short; long text is not cached
+
+
+@lru_cache(maxsize=8192)  # pure, `Number` is frozen, and golds repeat across a prompt's rollouts
+def _parse_number(text: str) -> Number | None:
     s = _PREFIX_RE.sub("", text.strip())
     if not s or len(s) > 120:
         return None

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 from .answer import BARE_ANSWER_CHARS, Extraction, boxed_answer, extract
 from .budget import Budget, count, verification_stats
@@ -61,6 +62,19 @@ def gold_answer(gold: str) -> str:
         if found.answer and found.source != "bare":
             return found.answer
     return gold
+
+
+@lru_cache(maxsize=64)
+def _conventions(*args) -> Conventions:
+    """One validated, immutable `Conventions` per distinct set of options (built once, not per check)."""
+    return Conventions(*args)
+
+
+def _make_conventions(*args) -> Conventions:
+    try:
+        return _conventions(*args)
+    except TypeError:  # an unhashable option value: let the validation name it
+        return Conventions(*args)
 
 
 def _is_closed_kind(gold: str) -> bool:
@@ -158,7 +172,7 @@ def is_correct(
             here; `accuracy_reward` passes False, because a GSPO rollout cut at the length limit has no committed
             answer and must not be paid for the last number of its unfinished reasoning.
     """
-    conv = Conventions(rel_tol, decimal_comma, percent, ordered_lists, precision)
+    conv = _make_conventions(rel_tol, decimal_comma, percent, ordered_lists, precision)
     count("checks")
     if isinstance(gold, (int, float, Fraction)) and not isinstance(gold, bool):
         gold = str(gold)
