@@ -1,7 +1,7 @@
 r"""Agreement of `mmfinereason.rewards.is_correct`, and of math-verify alone, with hand-labelled grader test cases
 that other projects published; prints one JSON line.
 
-    python bench/rewards_agreement.py [--cache .cache/grader-suites] [--show-misses]
+    python bench/rewards_agreement.py [--cache .cache/grader-suites] [--show-misses] [--timeout 10]
 
 Where the cases come from, and why this way: the cases are the test suites of other projects' answer graders,
 read at run time from their source distributions on PyPI (pinned versions, pinned sha256, fetched with
