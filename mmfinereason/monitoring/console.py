@@ -4,9 +4,9 @@ transformers prints every log dict whole (``ProgressCallback.on_log`` writes ``s
 ``PrinterCallback`` prints it when tqdm is off, ``NotebookProgressCallback`` tabulates it in Jupyter). A GSPO
 step logs ~40 keys; what a person watches is a handful::
 
-    step   15/80  reward  0.512  acc  48.4%  lr 9.70e-05    412 tok/s   3.10 s/step  ETA    3m22s
-    step   40/76  loss   0.8123  tok-acc  72.1%  lr 1.85e-03  1,015 tok/s   0.84 s/step  ETA    0m30s
-    step   40/76  held-out  63.2%   toy_color 84.0%  toy_compare 78.4%  toy_count 32.8%  toy_shape 57.6%
+    step   40/1125  loss   0.8123  tok-acc  72.1%  lr 1.85e-03   1,015 tok/s    0.28 s/step  ETA    5m04s
+    step   60/1125  held-out  63.2%  toy_color 84.0%  toy_compare 78.4%  toy_count 32.8%  toy_shape 57.6%
+    step 15/80  reward   0.512  acc  48.4%  lr 9.70e-05     412 tok/s    3.10 s/step  ETA    3m22s
 
 :class:`ConsoleCallback` replaces those callbacks' printing (:func:`install_console` swaps it in; the tqdm bar
 stays). Only what is printed changes: the full dict still reaches ``trainer.state.log_history``,

@@ -255,15 +255,15 @@ def draw(runs: Sequence[Run], *, columns: int = 4, title: str | None = None):
     return fig
 
 
-def save_figure(fig, output: str | Path) -> list[Path]:
-    """Write ``output`` as PNG and SVG (the suffix is replaced); returns both paths."""
+def save_figure(fig, output: str | Path, dpi: int = 100) -> list[Path]:
+    """Write ``output`` as PNG (``dpi``) and SVG (the suffix is replaced); returns both paths."""
     base = Path(output)
     base = base.with_suffix("") if base.suffix in (".png", ".svg") else base
     base.parent.mkdir(parents=True, exist_ok=True)
     paths = [base.with_suffix(".png"), base.with_suffix(".svg")]
     import matplotlib
 
-    fig.savefig(paths[0], dpi=100)
+    fig.savefig(paths[0], dpi=dpi)
     with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text: smaller, searchable, selectable
         fig.savefig(paths[1])
     return paths
@@ -281,6 +281,7 @@ def plot_runs(
     *,
     labels: Sequence[str] | None = None,
     each: bool = True,
+    dpi: int = 100,
 ) -> dict[str, list[Path]]:
     """``mmfinereason plot``: each run's own ``curves.png`` / ``.svg`` (``each``), and with several run dirs a
     combined picture at ``output`` (default: ``curves`` in the run dirs' common parent folder).
@@ -293,10 +294,10 @@ def plot_runs(
     written: dict[str, list[Path]] = {}
     if each or len(runs) == 1 and output is None:
         for run in runs:
-            written[str(run.path)] = save_figure(draw([run]), run.path / CURVES_FILE)
+            written[str(run.path)] = save_figure(draw([run]), run.path / CURVES_FILE, dpi)
     if len(runs) > 1 or output is not None:
         target = Path(output) if output is not None else _common_parent([r.path for r in runs]) / CURVES_FILE
-        written["combined"] = save_figure(draw(runs), target)
+        written["combined"] = save_figure(draw(runs), target, dpi)
     return written
 
 

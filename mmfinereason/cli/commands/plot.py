@@ -11,9 +11,9 @@ from __future__ import annotations
 def _run(args) -> int:
     from mmfinereason.monitoring.curves import plot_runs
 
-    written = plot_runs(args.run_dirs, args.output, labels=args.label or None, each=not args.combined_only)
+    written = plot_runs(args.run_dirs, args.output, labels=args.label or None, each=not args.combined_only, dpi=args.dpi)
     for name, paths in written.items():
-        print(f"{'combined' if name == 'combined' else name}: " + "  ".join(str(p) for p in paths))
+        print(f"{name}: " + "  ".join(str(p) for p in paths))
     return 0
 
 
@@ -26,4 +26,5 @@ def register(subparsers) -> None:
     p.add_argument("--label", action="append", default=[], metavar="NAME",
                    help="a legend name per run dir, in order (default: the last two path parts)")
     p.add_argument("--combined-only", action="store_true", help="skip each run's own curves.png")
+    p.add_argument("--dpi", type=int, default=100, help="PNG resolution (default 100; 80 for a smaller file)")
     p.set_defaults(func=_run)
