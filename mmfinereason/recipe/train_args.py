@@ -25,12 +25,30 @@ def bf16_supported() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+TRACKER_MODULES = {"trackio": "trackio", "tensorboard": "tensorboard", "wandb": "wandb"}
+
+
+def _require_trackers(report_to) -> None:
+    """A tracker named in ``train.report_to`` must be installed: say which extra, before the model loads."""
+    from mmfinereason.import_utils import is_available, require
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    for name in names:
+        if name in TRACKER_MODULES and not is_available(TRACKER_MODULES[name]):
+            require(TRACKER_MODULES[name], extra=name, feature=f"train.report_to: {name}")  # raises, naming the extra
+
+
 @dataclass
 class StageArgumentsMixin:
     """Put first in the bases: ``class SFTConfig(StageArgumentsMixin, trl.SFTConfig)``."""
 
     report_to: str | list[str] = field(
-        default="none", metadata={"help": "'none', 'wandb', 'trackio', 'tensorboard' or a list of them."}
+        default="none",
+        metadata={"help": "'none', 'wandb', 'trackio', 'tensorboard' or a list of them. trackio and tensorboard "
+                  "stay on this machine: `trackio show --project mmfinereason`, `tensorboard --logdir OUTPUT_DIR/runs`."},
+    )
+    project: str = field(
+        default="mmfinereason", metadata={"help": "Project name in trackio (and the run's group in its dashboard)."}
     )
     gradient_checkpointing: bool | None = field(
         default=None, metadata={"help": "Deprecated alias of activation_checkpointing (transformers 5)."}
@@ -48,6 +66,7 @@ class StageArgumentsMixin:
     )
 
     def __post_init__(self):
+        _require_trackers(self.report_to)
         if self.bf16 is None:
             self.bf16 = not self.fp16 and bf16_supported() and not self.use_cpu
         if not torch.cuda.is_available():
@@ -94,6 +113,12 @@ class GSPOConfig(StageArgumentsMixin, TRLGRPOConfig):
 
     Paper (Table 9): AdamW lr 1e-6 constant after 10 warm-up steps, weight decay 0.1, 16 rollouts per prompt at
     temperature 1.0, sequence-level clipping ε 3e-4 / 4e-4, no KL, prompt ≤ 8,192 and response ≤ 16,384 tokens.
+
+    Policy updates per rollout batch = ``steps_per_generation × num_iterations / gradient_accumulation_steps``
+    (TRL's keys; ``generation_batch_size`` sets ``steps_per_generation`` from a completion count). With more than
+    one, TRL computes the old-policy log-probs once, at generation, shuffles the (dynamically sampled) batch and
+    hands out one slice per micro-step; from the second update on the sequence ratio departs from 1 and the
+    ε clip acts. The GSPO paper uses 4 (one rollout batch, four mini-batches); TRL's default is 1 (on-policy).
     """
 
     importance_sampling_level: str = field(
@@ -164,6 +189,13 @@ class GSPOConfig(StageArgumentsMixin, TRLGRPOConfig):
         if self.dynamic_sampling_max_retries < 0:
             raise ValueError("train.dynamic_sampling_max_retries must be >= 0")
         super().__post_init__()
+        spg, accum = self.steps_per_generation, self.gradient_accumulation_steps
+        if spg % accum and accum % spg:
+            # TRL would let an optimizer step straddle two rollout batches; nobody means that.
+            raise ValueError(
+                f"steps_per_generation = {spg} micro-batches per rollout batch must be a multiple of "
+                f"gradient_accumulation_steps = {accum} (that many policy updates per rollout batch) or divide it"
+            )
         local = self.per_device_train_batch_size * self.steps_per_generation
         if self.dynamic_sampling and local % self.num_generations:
             raise ValueError(
