@@ -192,7 +192,9 @@ def _draw_panel(ax, panel: Panel, lines, runs: Sequence[Run], source_colors: dic
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     if not panel.percent:  # 1e-4 learning rates as "1e-4" at the axis top, never an offset like "+1.0003"
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useOffset=False)
-    # one legend entry per series name (line styles of several runs are explained by the section's run legend)
+    if panel.sources:  # the section's legend names the sources (the same colours in every panel)
+        return
+    # one legend entry per metric (line styles of several runs are explained by the section's legend)
     unique: dict[str, Any] = {}
     for handle, label in zip(*ax.get_legend_handles_labels()):
         unique.setdefault(label, handle)  # the first run's (solid) line
@@ -232,7 +234,7 @@ def draw(runs: Sequence[Run], *, columns: int = 4, title: str | None = None):
     source_colors = _colors([ALL, *all_sources], SOURCE_COLORS)
 
     rows_per = [math.ceil(len(p) / columns) for _, _, p in sections]
-    width, row_height, header = 3.6 * columns, 2.7, 0.55
+    width, row_height, header = 3.6 * columns, 2.7, 0.8
     fig = Figure(figsize=(width, sum(rows_per) * row_height + header * len(sections) + (0.4 if title else 0)))
     FigureCanvasAgg(fig)
     subfigs = fig.subfigures(len(sections), 1, height_ratios=[r * row_height + header for r in rows_per], squeeze=False)
@@ -245,10 +247,19 @@ def draw(runs: Sequence[Run], *, columns: int = 4, title: str | None = None):
         last_step = max((e.get("step") or 0) for r in members for e in r.history)
         for ax, (panel, lines) in zip(axes.flat, panels):
             _draw_panel(ax, panel, lines, members, source_colors, last_step)
-        if len(members) > 1:  # which line style is which run
-            proxies = [Line2D([], [], color="black", linestyle=RUN_STYLES[i % len(RUN_STYLES)]) for i in range(len(members))]
-            sub.legend(proxies, [r.label for r in members], loc="upper right", ncol=len(members), fontsize=8, frameon=False)
-        sub.subplots_adjust(left=0.06, right=0.99, bottom=0.16 / rows + 0.02, top=1 - 0.5 / (rows * row_height + header),
+        # one legend per section, in the heading's band: the colour of each source, the line style of each run
+        names = list(dict.fromkeys(n for panel, lines in panels if panel.sources for _, _, n in lines))
+        names = [ALL] * (ALL in names) + sorted(n for n in names if n != ALL)
+        handles = [Line2D([], [], color=source_colors[n], linewidth=2.0 if n == ALL else 1.3) for n in names]
+        labels = ["all sources" if n == ALL else n for n in names]
+        if len(members) > 1:
+            handles += [Line2D([], [], color="gray", linestyle=RUN_STYLES[i % len(RUN_STYLES)]) for i in range(len(members))]
+            labels += [r.label for r in members]
+        if handles:
+            sub.legend(handles, labels, loc="upper right", ncol=len(handles), fontsize=8, frameon=False,
+                       bbox_to_anchor=(0.99, 1.0), handlelength=1.8, columnspacing=1.2)
+        height = rows * row_height + header  # inches; the heading gets its own band above the panel titles
+        sub.subplots_adjust(left=0.06, right=0.99, bottom=0.16 / rows + 0.02, top=1 - 0.8 / height,
                             wspace=0.32, hspace=0.55)
     if title:
         fig.suptitle(title, fontsize=12)

@@ -20,6 +20,7 @@ from typing import Sequence
 from mmfinereason.recipe.loader import Recipe, RecipeError, load_recipe
 from mmfinereason.recipe.shipped import find_recipe
 from mmfinereason.evaluation.accuracy import AccuracyReport
+from mmfinereason.monitoring.history import append_log_entry
 
 SFT_RECIPE = "tiny/sft.yaml"
 GSPO_RECIPE = "tiny/gspo.yaml"
@@ -87,6 +88,8 @@ def run_demo(
     start = time.perf_counter()
     sft_result = run_sft(sft)
     sft_seconds = time.perf_counter() - start
+    if sft_result.accuracy_after is not None:  # GSPO's held-out curve starts where SFT ended (same items)
+        append_log_entry(gspo_dir, {**sft_result.accuracy_after.metrics(), "step": 0})
     start = time.perf_counter()
     gspo_result = run_gspo(gspo)
     gspo_seconds = time.perf_counter() - start
