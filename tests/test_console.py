@@ -36,14 +36,14 @@ def test_one_short_aligned_line_per_training_log():
     fmt.start(0, 80)
     lines = []
     for step in (5, 10, 15):
-        clock.t += 3.1 * 5
+        clock.t += 3.0 * 5
         lines.append(fmt.format(GSPO_LOG, step))
     assert all("\n" not in line and len(line) < 100 for line in lines)
     first = lines[-1]
     assert first.startswith("step 15/80")
     assert "reward   0.512" in first and "acc  48.4%" in first and "lr 9.70e-05" in first
-    assert "412 tok/s" in first and "3.10 s/step" in first
-    assert re.search(r"ETA\s+3m22s$", first)  # 65 steps left x 3.1 s = 201.5 s
+    assert "412 tok/s" in first and "3.00 s/step" in first
+    assert re.search(r"ETA\s+3m15s$", first)  # 65 steps left x 3.0 s
     # aligned: the same columns start at the same offsets on every line
     for word in ("reward", "acc", "lr", "tok/s", "s/step", "ETA"):
         assert len({line.index(word) for line in lines}) == 1, (word, lines)

@@ -58,9 +58,9 @@ class LineFormatter:
     def start(self, step: int, max_steps: int) -> None:
         now = self.clock()
         self.max_steps = max_steps
-        self.first_step, self.first_time = step, now
         self.last_step, self.last_time = step, now
         self.last_tokens: tuple[float, float] | None = None  # (num_tokens, time) when the trainer logs no tok/s
+        self.pace: float | None = None  # seconds per step, smoothed over logging windows (for the ETA)
 
     def _step(self, step: int) -> str:
         width = len(str(self.max_steps or step))
@@ -100,10 +100,10 @@ class LineFormatter:
         steps = step - self.last_step
         step_time = (now - self.last_time) / steps if steps > 0 else _number(logs.get("step_time"))
         parts.append(f"{step_time:>6.2f} s/step" if step_time is not None else f"{'-':>6} s/step")
-        done = step - self.first_step
-        if self.max_steps and done > 0:
-            remaining = (now - self.first_time) / done * max(self.max_steps - step, 0)
-            parts.append(f"ETA {_duration(remaining):>8}")
+        if steps > 0:  # recent windows count most: a slow start or a busy machine fades out of the ETA
+            self.pace = step_time if self.pace is None else 0.7 * self.pace + 0.3 * step_time
+        if self.max_steps and self.pace is not None:
+            parts.append(f"ETA {_duration(self.pace * max(self.max_steps - step, 0)):>8}")
         self.last_step, self.last_time = step, now
         return "  ".join(parts)
 
