@@ -19,7 +19,21 @@ assumes FlashAttention / SDPA (no s² score matrix), no dropout, a frozen vision
 activations; an unfrozen one is added per image token). With activation checkpointing only each layer's input
 (h per token) is kept, plus one layer recomputed at a time. The LM head's fp32 logits (``4·V`` bytes per
 token, twice with their gradient) are listed apart: fused cross-entropy kernels (Liger) avoid them. Estimates
-are lower bounds: allocator fragmentation, CUDA context (~0.5-1 GiB) and communication buffers come on top.
+are lower bounds: allocator fragmentation, CUDA context (~0.5-1 GiB) and communication buffers come on top;
+:func:`fits` adds :data:`MARGIN_GIB` for them.
+
+Precision: ``model.dtype: bfloat16`` trains fp32 master weights (``modeling.loading.parameter_dtype``): DeepSpeed
+casts the module to bf16 and keeps the fp32 copy (2 + 12 B/param); DDP / FSDP2 keep fp32 parameters and
+gradients under bf16 autocast (4 + 4 + 8 = the same 16 B per trainable parameter).
+
+GSPO (what TRL 1.16's GRPOTrainer materialises, read from ``grpo_trainer.py``): one micro-batch is
+``per_device_train_batch_size`` completions of up to prompt + completion tokens, through the policy with
+activations as above. The LM head is TRL's fused, chunked log-prob kernel (``add_fused_lm_head``): no
+``[tokens, vocab]`` logits, only [4,096 x 32,768] tiles plus fp32 gradients of the hidden states and the head
+(:func:`chunked_logprob_bytes`). The old-policy log-probs (vLLM importance-sampling correction, or more updates
+per generation) are one no-grad pass in chunks of the micro-batch: transient, below the training pass. The
+rollout buffer (``per_device_train_batch_size x steps_per_generation`` rows of ids, masks, log-probs and each
+row's pixel values) stays on the GPU between optimizer steps; a reference model is added only when ``beta > 0``.
 """
 
 from __future__ import annotations
@@ -31,6 +45,10 @@ from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
+MARGIN_GIB = 2.0  # CUDA context, NCCL buffers, fragmentation: what fits() adds to the estimates
+# TRL 1.16's chunked log-prob kernel (trl/kernels/chunked_logprob.py): token tile x vocabulary chunk
+LOGPROB_TOKEN_CHUNK, LOGPROB_VOCAB_CHUNK = 4096, 32768
+PATCH_VALUES = 3 * 2 * 16 * 16  # values of one Qwen3-VL pixel patch (channels x temporal 2 x 16 x 16)
 
 # Values of the public config.json of each model on the Hugging Face hub (Qwen/Qwen3-VL-{2B,4B,8B}-Instruct;
 # the -Thinking variants share the architecture), trimmed to what the estimate needs.
@@ -150,10 +168,16 @@ class Plan:
     activations: float
     activations_checkpointed: float
     logits: float
+    rollout_buffer: float = 0.0  # GSPO: generated rows kept on the GPU between optimizer steps
+    reference: float = 0.0  # GSPO with beta > 0: the reference model's weights
+
+    def states(self) -> float:
+        """What stays resident for the whole run: weights, gradients, optimizer, rollouts, reference model."""
+        return self.weights + self.gradients + self.optimizer + self.rollout_buffer + self.reference
 
     def total(self, checkpointing: bool, fused_loss: bool = False) -> float:
         act = self.activations_checkpointed if checkpointing else self.activations
-        return self.weights + self.gradients + self.optimizer + act + (0.0 if fused_loss else self.logits)
+        return self.states() + act + (0.0 if fused_loss else self.logits)
 
 
 def activation_bytes_per_token(config, dtype_bytes: int = 2) -> dict[str, float]:
@@ -168,6 +192,15 @@ def activation_bytes_per_token(config, dtype_bytes: int = 2) -> dict[str, float]
         "logits": 2 * 4 * t.vocab_size,  # fp32 logits and their gradient
         "layers": t.num_hidden_layers,
     }
+
+
+def chunked_logprob_bytes(config, micro_batch_tokens: int, dtype_bytes: int = 2) -> float:
+    """Peak of TRL's fused LM head (``add_fused_lm_head``) on one micro-batch: a forward and a backward tile
+    (counted in fp32, the kernel's upcast on non-Triton paths), and the fp32 gradients it accumulates for the
+    hidden states and the head weight. No ``[tokens, vocab]`` logits."""
+    t = config.text_config
+    tiles = 2 * LOGPROB_TOKEN_CHUNK * LOGPROB_VOCAB_CHUNK * 4
+    return tiles + 4 * micro_batch_tokens * t.hidden_size + 4 * t.vocab_size * t.hidden_size
 
 
 def vision_activation_bytes_per_patch(config, dtype_bytes: int = 2) -> float:
@@ -186,8 +219,15 @@ def estimate(
     dtype_bytes: int = 2,
     offload_optimizer: bool = False,
     image_patches: int = 0,
+    chunked_logprobs: bool = False,
+    rollout_buffer: float = 0.0,
+    reference_model: bool = False,
 ) -> Plan:
-    """Bytes per GPU for ``strategy`` (one of :data:`STRATEGIES`) on ``gpus`` data-parallel ranks."""
+    """Bytes per GPU for ``strategy`` (one of :data:`STRATEGIES`) on ``gpus`` data-parallel ranks.
+
+    GSPO (see the module docstring): ``chunked_logprobs`` replaces the fp32 logits by TRL's chunked kernel,
+    ``rollout_buffer`` is added as given (bytes), ``reference_model`` adds a frozen copy of the weights.
+    """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     total = sum(c["total"] for c in counts.values())
@@ -214,7 +254,10 @@ def estimate(
         optimizer=0.0 if offload_optimizer else optim / (gpus if shard_optim else 1),
         activations=act,
         activations_checkpointed=act_ckpt,
-        logits=micro_batch_tokens * per_tok["logits"],
+        logits=chunked_logprob_bytes(config, micro_batch_tokens, dtype_bytes) if chunked_logprobs
+        else micro_batch_tokens * per_tok["logits"],
+        rollout_buffer=rollout_buffer,
+        reference=(dtype_bytes * total / (gpus if shard_weights else 1)) if reference_model else 0.0,
     )
 
 
@@ -256,12 +299,24 @@ def recipe_shapes(recipe) -> dict[str, Any]:
     micro = int(budget) if budget else rows * seq  # packed rows are at most max_length long
     checkpointing = bool(getattr(t, "activation_checkpointing", False) or getattr(t, "gradient_checkpointing", False))
     dtype = str(recipe.model.dtype)
+    gspo = recipe.stage == "gspo"
+    # GSPO: rows generated at once per GPU and kept until consumed; each row carries its own pixel values
+    rollout_rows = rows * int(getattr(t, "steps_per_generation", None) or t.gradient_accumulation_steps) if gspo else 0
+    patches = max(1, int(d.max_pixels) // 256)
     return {
+        "stage": recipe.stage,
+        "chunked_logprobs": gspo,  # TRL's GRPOTrainer always scores through its fused, chunked LM head
+        "rollout_rows_per_gpu": rollout_rows,
+        # ids + attention/completion masks (int64) + old/sampling log-probs (fp32) per token, fp32 pixel patches
+        "rollout_buffer": rollout_rows * (seq * (8 + 8 + 8 + 4 + 4) + patches * PATCH_VALUES * 4),
+        "reference_model": gspo and float(getattr(t, "beta", 0.0) or 0.0) > 0,
+        "vllm_sleep": bool(getattr(t, "vllm_enable_sleep_mode", False)),
         "micro_batch_tokens": micro,
         "tokens_per_step_per_gpu": micro * int(t.gradient_accumulation_steps),
         "sequence_length": seq,
         "checkpointing": checkpointing,
-        "fused_loss": bool(getattr(t, "use_liger_kernel", False)),
+        # GSPO's head is TRL's chunked kernel whatever Liger says: its memory is the 'logits' column there
+        "fused_loss": bool(getattr(t, "use_liger_kernel", False)) and not gspo,
         "vllm_colocate": float(getattr(t, "vllm_gpu_memory_utilization", 0.0))
         if getattr(t, "use_vllm", False) and getattr(t, "vllm_mode", "") == "colocate" else 0.0,
         "dtype_bytes": 4 if dtype in ("float32", "fp32") else 2,
@@ -281,12 +336,32 @@ def plan_recipe(recipe, launch: str | Path | None = None, gpus: int | None = Non
         s: estimate(
             config, counts, gpus=n, micro_batch_tokens=shapes["micro_batch_tokens"], strategy=s,
             dtype_bytes=shapes["dtype_bytes"], offload_optimizer=launch_cfg["offload_optimizer"] and s == launch_cfg["strategy"],
-            image_patches=shapes["image_patches"],
+            image_patches=shapes["image_patches"], chunked_logprobs=shapes["chunked_logprobs"],
+            rollout_buffer=shapes["rollout_buffer"], reference_model=shapes["reference_model"],
         )
         for s in STRATEGIES
     }
     return {"backbone": name, "config_source": source, "gpus": n, "launch": launch_cfg, "counts": counts,
             "shapes": shapes, "plans": plans}
+
+
+def peak_bytes(report: dict[str, Any], strategy: str | None = None, gpu_memory_gib: float = 80.0) -> float:
+    """Per-GPU peak under ``strategy`` (default: the launch config's), margin not included: the training pass;
+    with vLLM colocate its GPU share comes on top of the resident states while generating, and on top of the
+    training pass too unless ``vllm_enable_sleep_mode`` frees it (TRL sleeps the engine at level 2)."""
+    s = report["shapes"]
+    plan = report["plans"][strategy or report["launch"]["strategy"] or "ddp"]
+    training = plan.total(s["checkpointing"], s["fused_loss"])
+    vllm = s.get("vllm_colocate", 0.0) * gpu_memory_gib * GIB
+    if not vllm:
+        return training
+    generation = plan.states() + vllm
+    return max(generation, training if s.get("vllm_sleep") else training + vllm)
+
+
+def fits(report: dict[str, Any], gpu_memory_gib: float = 80.0, strategy: str | None = None) -> bool:
+    """Whether :func:`peak_bytes` plus :data:`MARGIN_GIB` fits a GPU of ``gpu_memory_gib``."""
+    return peak_bytes(report, strategy, gpu_memory_gib) + MARGIN_GIB * GIB <= gpu_memory_gib * GIB
 
 
 def _gib(x: float) -> str:
@@ -315,19 +390,30 @@ def format_plan(report: dict[str, Any], gpu_memory_gib: float = 80.0) -> str:
     chosen = report["launch"]["strategy"]
     for name, p in report["plans"].items():
         best = p.total(True, True)
-        mine = p.total(s["checkpointing"], s["fused_loss"])
-        fits = "  fits" if mine <= gpu_memory_gib * GIB else f"  > {gpu_memory_gib:g} GiB"
+        mine = peak_bytes(report, name, gpu_memory_gib)
+        ok = fits(report, gpu_memory_gib, name)
+        verdict = "  fits" if ok else f"  > {gpu_memory_gib:g} GiB"
         lines.append(
             f"{'*' if name == chosen else ' '} {name:<9}{_gib(p.weights)} {_gib(p.gradients)} {_gib(p.optimizer)} "
             f"{_gib(p.activations)} {_gib(p.activations_checkpointed)} {_gib(p.logits)} {_gib(p.total(False))} "
-            f"{_gib(p.total(True))} {_gib(best):>11} {_gib(mine)}{fits}"
+            f"{_gib(p.total(True))} {_gib(best):>11} {_gib(mine)}{verdict}"
+        )
+    if s.get("stage") == "gspo":
+        p = report["plans"][chosen or "ddp"]
+        lines.append(
+            f"GSPO: logits = TRL's chunked log-prob kernel (no [tokens, vocab] logits); rollout buffer "
+            f"{s['rollout_rows_per_gpu']:,} rows per GPU = {p.rollout_buffer / GIB:.2f} GiB (in every total); "
+            f"reference model {'on (beta > 0)' if s['reference_model'] else 'off (beta = 0)'}"
         )
     if s.get("vllm_colocate"):
-        lines.append(f"vLLM colocate also reserves {s['vllm_colocate']:.0%} of each GPU for generation (not included above)")
+        lines.append(
+            f"vLLM colocate reserves {s['vllm_colocate']:.0%} of each GPU while generating (in 'recipe': on top of the "
+            f"resident states; {'freed by sleep mode during training' if s.get('vllm_sleep') else 'also during training'})"
+        )
     lines += [
         "",
         "act: activations without checkpointing; act+ckpt: with train.activation_checkpointing; logits: fp32 LM-head",
         "logits + grad (0 with a fused cross-entropy such as Liger). Lower bounds: add ~1-2 GiB for the CUDA",
-        "context, NCCL buffers and fragmentation. Formulas: mmfinereason/plan.py.",
+        f"context, NCCL buffers and fragmentation ('fits' adds {MARGIN_GIB:g} GiB). Formulas: mmfinereason/plan.py.",
     ]
     return "\n".join(lines)

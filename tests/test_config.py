@@ -29,7 +29,8 @@ def test_paper_hyperparameters_in_8b_sft_recipe():
     assert r.train.learning_rate == 1e-5 and r.train.num_train_epochs == 3 and r.train.weight_decay == 0.0
     assert r.train.lr_scheduler_type.value == "cosine" and r.train.seed == 42
     assert r.data.max_length == 32768 and r.data.packing is True
-    assert (r.data.min_pixels, r.data.max_pixels) == (1024, 589824)
+    # max 768² as in the paper's config; min 256², the paper's effective minimum (HF processor default, issue 16)
+    assert (r.data.min_pixels, r.data.max_pixels) == (65536, 589824)
     assert r.model.freeze_vision_tower and r.model.freeze_merger and not r.model.freeze_language_model
     assert r.train.per_device_train_batch_size * r.train.gradient_accumulation_steps * 8 == 32
 

@@ -70,7 +70,8 @@ def make_trainer(tmp_path, reward_funcs=None, train_dataset=None, **overrides) -
         reward_funcs=reward_funcs,
         args=GSPOConfig(**settings),
         train_dataset=train_dataset if train_dataset is not None else toy_prompts(16),
-        processing_class=load_processor("tiny"),
+        # the tiny recipe's bounds: the tiny processor ships the real Qwen3-VL defaults (65,536 px minimum)
+        processing_class=load_processor("tiny", min_pixels=1024, max_pixels=25600),
     )
 
 
@@ -87,6 +88,10 @@ def test_config_is_the_paper_preset(tmp_path):
         GSPOConfig(output_dir=str(tmp_path), overlong_completions="drop")
     with pytest.raises(ValueError, match="reward_weights"):
         GSPOConfig(output_dir=str(tmp_path), reward_funcs=["accuracy"], reward_weights=[1.0, 0.5])
+    with pytest.raises(ValueError, match="straddle|multiple of gradient_accumulation_steps"):
+        GSPOConfig(output_dir=str(tmp_path), gradient_accumulation_steps=2, steps_per_generation=3)
+    four = GSPOConfig(output_dir=str(tmp_path), gradient_accumulation_steps=2, steps_per_generation=8)
+    assert four.generation_batch_size == 16 * 8  # 4 policy updates of 2 micro-batches per rollout batch
 
 
 def test_recipe_rejects_unknown_gspo_key():
@@ -107,7 +112,7 @@ def test_reward_resolution():
 
 
 def test_prompt_matches_sft_and_length_counts_image_tokens():
-    processor = load_processor("tiny")
+    processor = load_processor("tiny", min_pixels=1024, max_pixels=589824)  # TRL calls it without size
     row = toy_prompts(1)[0]
     assert row["prompt"][0]["role"] == "user"
     trl_text = processor.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
@@ -206,6 +211,78 @@ def test_advantages_are_group_normalised(tmp_path, monkeypatch):
     r = torch.tensor(rewards).view(2, 4)
     expected = ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-4)).view(-1)
     torch.testing.assert_close(out["advantages"], expected, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- several updates per rollout batch
+def test_second_update_of_a_rollout_batch_is_off_policy_and_clipped(tmp_path):
+    """steps_per_generation = 2 × gradient accumulation: one rollout batch — here one that dynamic sampling refilled
+    and merged — buys two optimizer steps. The old-policy log-probs are computed once per rollout batch (at
+    generation), the batch is sliced by TRL's buffering, and on the second update the sequence ratio departs from
+    1, the clip engages (clip_ratio > 0) and the loss is the GSPO formula on that slice."""
+    calls: list[int] = []
+
+    def reward(completions, **kwargs):  # round 1: half the groups carry no signal, so a refill round follows
+        calls.append(len(completions))
+        if len(calls) == 1:
+            return [0.5 if i < len(completions) // 2 else float(i % 2) for i in range(len(completions))]
+        return [float(i % 2) for i in range(len(completions))]
+
+    trainer = make_trainer(
+        tmp_path, reward_funcs=[reward], reward_weights=None, overlong_completions="none", num_generations=2,
+        per_device_train_batch_size=8, steps_per_generation=2, max_steps=2, dynamic_sampling_max_retries=1,
+    )
+    assert trainer.args.gradient_accumulation_steps == 1 and trainer.args.generation_batch_size == 16
+    logps_calls: list[tuple[bool, torch.Tensor]] = []
+    get_logps = trainer._get_per_token_logps_and_entropies
+
+    def spy_logps(*args, **kwargs):
+        out = get_logps(*args, **kwargs)
+        logps_calls.append((torch.is_grad_enabled(), out[0].detach().clone()))
+        return out
+
+    updates: list[dict] = []
+    compute = trainer._compute_loss
+
+    def spy_loss(model, inputs):
+        loss = compute(model, inputs)
+        metrics = trainer._metrics["train"]
+        updates.append({"inputs": inputs, "logps": logps_calls[-1][1], "loss": loss.item(),
+                        "clip": {k: metrics[f"clip_ratio/{k}"][-1] for k in ("low_mean", "high_mean", "region_mean")}})
+        return loss
+
+    trainer._get_per_token_logps_and_entropies = spy_logps
+    trainer._compute_loss = spy_loss
+    trainer.train()
+
+    assert calls == [16, 16]  # one rollout batch of 8 groups; 4 had no signal, refilled from 2 x 4 more groups
+    old_logps_passes = [g for g, _ in logps_calls if not g]
+    assert len(old_logps_passes) == 2  # old log-probs: once per generation round of that batch, never per update
+    assert len(updates) == 2 and trainer.state.global_step == 2
+    first, second = updates
+    for u in updates:  # each slice: 8 rows of the merged batch, every row with signal (refill made it through)
+        assert u["inputs"]["prompt_ids"].shape[0] == 8 and sum(u["inputs"]["num_images"]) == 8
+        assert bool((u["inputs"]["advantages"].abs() > 0).all())
+    rows = lambda u: {tuple(r.tolist()) for r in torch.cat([u["inputs"]["prompt_ids"], u["inputs"]["completion_ids"]], 1)}
+    assert not rows(first) & rows(second)  # two disjoint halves of one batch, not one slice seen twice
+
+    def gspo(u):
+        mask = u["inputs"]["completion_mask"].float()
+        log_ratio = ((u["logps"] - u["inputs"]["old_per_token_logps"]) * mask).sum(-1) / mask.sum(-1)
+        s = torch.exp(log_ratio)
+        adv = u["inputs"]["advantages"]
+        loss = -torch.min(s * adv, s.clamp(1 - EPS_LOW, 1 + EPS_HIGH) * adv).mean()
+        clipped = ((s < 1 - EPS_LOW) & (adv < 0)) | ((s > 1 + EPS_HIGH) & (adv > 0))
+        return s, loss.item(), clipped.float().mean().item()
+
+    s1, loss1, clip1 = gspo(first)
+    assert (s1 - 1).abs().max().item() < 1e-5 and first["clip"]["region_mean"] == 0.0  # update 1: on-policy
+    assert first["loss"] == pytest.approx(loss1, abs=1e-6)
+    s2, loss2, clip2 = gspo(second)
+    assert (s2 - 1).abs().max().item() > EPS_HIGH  # update 2: the policy moved since the rollouts
+    assert second["clip"]["region_mean"] > 0 and second["clip"]["region_mean"] == pytest.approx(clip2)
+    assert second["loss"] == pytest.approx(loss2, abs=1e-6)
+    logged = [h for h in trainer.state.log_history if "clip_ratio/region_mean" in h]
+    assert logged[0]["clip_ratio/region_mean"] == 0.0 and logged[1]["clip_ratio/region_mean"] > 0
 
 
 # --------------------------------------------------------------------------- dynamic sampling

@@ -107,3 +107,48 @@ def test_plan_of_the_tiny_recipe_runs():
     total = sum(c["total"] for c in report["counts"].values())
     assert 1e6 < total < 2e6  # the tiny model, ~1.3M parameters
     assert report["shapes"]["dtype_bytes"] == 4
+
+
+# --------------------------------------------------------------------------- every shipped recipe fits (issue 16)
+def _shipped_qwen3vl_recipes():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    return sorted(root.glob("recipes/qwen3vl-*/*.yaml"))
+
+
+def _launch_of(path):
+    """The accelerate config named in the recipe's first line (the command that runs it)."""
+    import re
+
+    match = re.search(r"--config_file\s+(\S+)", path.read_text().splitlines()[0])
+    assert match, f"{path}: the first line must be the launch command with --config_file"
+    return path.parents[2] / match.group(1)
+
+
+@pytest.mark.parametrize("path", _shipped_qwen3vl_recipes(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_qwen3vl_recipe_fits_an_80gb_gpu(path):
+    from mmfinereason.plan import MARGIN_GIB, fits, peak_bytes
+
+    report = plan_recipe(load_recipe(path), _launch_of(path))
+    peak = peak_bytes(report) / GIB
+    assert fits(report, 80.0), f"{path}: {peak:.1f} GiB + {MARGIN_GIB} GiB margin per GPU > 80 GiB"
+
+
+def test_gspo_plan_counts_what_trl_materialises(tmp_path):
+    """TRL 1.16 scores completions through its chunked LM head (no [tokens, vocab] logits), keeps the rollout
+    buffer on the GPU, and adds a reference model only when beta > 0."""
+    from pathlib import Path
+
+    from mmfinereason.plan import chunked_logprob_bytes
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "qwen3vl-8b" / "gspo.yaml"
+    report = plan_recipe(load_recipe(path), gpus=8)
+    s, p = report["shapes"], report["plans"]["zero2"]
+    assert s["micro_batch_tokens"] == 24576 and s["chunked_logprobs"] and not s["reference_model"]
+    config, _ = backbone_config("Qwen/Qwen3-VL-8B-Instruct")
+    assert p.logits == chunked_logprob_bytes(config, 24576) < 24576 * activation_bytes_per_token(config)["logits"] / 5
+    assert s["rollout_rows_per_gpu"] == 512 and p.rollout_buffer > 512 * 2304 * 1536 * 4  # each row's 768² pixels
+    assert p.reference == 0.0
+    with_ref = plan_recipe(load_recipe(path, ["train.beta=0.04"]), gpus=8)["plans"]["zero2"]
+    assert with_ref.reference == with_ref.weights  # a full bf16 copy under ZeRO-2

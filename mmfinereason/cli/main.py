@@ -1,4 +1,4 @@
-"""Command line: ``mmfinereason {sft,gspo,demo,eval,select,plan} …`` (also ``python -m mmfinereason``).
+"""Command line: ``mmfinereason {sft,gspo,demo,eval,select,plan,plot} …`` (also ``python -m mmfinereason``).
 
 Each sub-command lives in its own module under :mod:`mmfinereason.cli.commands` and is a thin wrapper over
 functions a notebook can call too. Under ``accelerate launch -m mmfinereason sft RECIPE`` the same code runs
@@ -14,13 +14,18 @@ import io
 import logging
 import sys
 
+from mmfinereason.errors import UserError
 from mmfinereason.recipe.loader import RecipeError
 from mmfinereason.runtime.shutdown import shutdown_distributed
 
 logger = logging.getLogger("mmfinereason")
 
-# Errors a user causes and can fix; reported in one line with exit code 2 instead of a traceback.
-USER_ERRORS = (RecipeError, ValueError, FileNotFoundError, ImportError)
+# Errors a user causes and can fix; reported in one or two lines with exit code 2 instead of a traceback.
+# UserError (RecipeError, a missing model folder or data file, a resume of another run, …) is raised with a
+# message written for the user. ImportError comes from `import_utils.require` ("pip install 'mmfinereason[x]'").
+# ValueError and FileNotFoundError stay for the validation in config __post_init__ methods that predates UserError;
+# new code raises UserError, so that a library's internal ValueError is not mistaken for the user's mistake.
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, ImportError)
 
 # One line per sub-command module; each defines register(subparsers).
 COMMAND_MODULES = [
@@ -29,6 +34,7 @@ COMMAND_MODULES = [
     "mmfinereason.cli.commands.eval",
     "mmfinereason.cli.commands.select",
     "mmfinereason.cli.commands.plan",
+    "mmfinereason.cli.commands.plot",
 ]
 
 

@@ -54,3 +54,34 @@ def render_prompt(processor, question: str, num_images: int, system_prompt: str 
     """The prompt text with the generation prompt (``<|im_start|>assistant\\n``) appended."""
     messages = prompt_messages(question, num_images, system_prompt)
     return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+THINK_OPEN = "<think>"
+
+
+def opens_thinking(prompt: str) -> bool:
+    """Whether the rendered prompt (with the generation prompt) already opens the reasoning block.
+
+    Qwen3-VL-*Thinking* templates end the generation prompt with ``<|im_start|>assistant\\n<think>\\n``; the
+    Instruct templates (and the tiny model's) end with ``<|im_start|>assistant\\n``. Read from the rendered text,
+    so any template that opens the tag is recognised without knowing its name.
+    """
+    return prompt.rstrip().endswith(THINK_OPEN)
+
+
+def response_after_prompt(prompt: str, response: str) -> str:
+    """The part of a teacher ``response`` the model must still produce after ``prompt``.
+
+    MMFineReason responses start with ``<think>``; after a Thinking template's generation prompt that tag is
+    already in the prompt, and training on the full response would teach ``<think>\\n<think>…``. The leading tag
+    (and the newline after it) is dropped then, so SFT's target is the continuation GSPO rollouts and evaluation
+    generate after the same prompt (``rewards.extract_answer`` and ``format_reward`` accept a response that
+    starts inside the reasoning).
+    """
+    if not opens_thinking(prompt):
+        return response
+    stripped = response.lstrip()
+    if not stripped.startswith(THINK_OPEN):
+        return response
+    rest = stripped[len(THINK_OPEN):]
+    return rest[1:] if rest.startswith("\n") else rest

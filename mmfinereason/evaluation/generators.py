@@ -139,6 +139,7 @@ class VLLMGenerator:
         tensor_parallel_size: int = 1,
         max_images_per_prompt: int = 1,
         seed: int = 0,
+        dtype: str = "auto",
     ) -> None:
         vllm = require("vllm", feature="--backend vllm")
         self.processor, self.settings = processor, settings
@@ -146,8 +147,7 @@ class VLLMGenerator:
         self.llm = vllm.LLM(
             model=model_path,
             tensor_parallel_size=tensor_parallel_size,
-            limit_mm_per_prompt={"image": max(max_images_per_prompt, 1)},
-            mm_processor_kwargs={"min_pixels": settings.min_pixels, "max_pixels": settings.max_pixels},
+            **vllm_engine_args(settings, max_images_per_prompt, dtype),
             seed=seed,
         )
 
@@ -188,6 +188,16 @@ class VLLMGenerator:
         return [[c.text for c in o.outputs] for o in outputs]
 
 
+def vllm_engine_args(settings: GenerationSettings, max_images_per_prompt: int, dtype: str = "auto") -> dict[str, Any]:
+    """``vllm.LLM`` arguments that follow the data and settings, not vLLM's defaults: images per prompt (from
+    :func:`mmfinereason.data.prompt_images.images_per_prompt`; no video), the pixel bounds, the dtype."""
+    return dict(
+        dtype=dtype,
+        limit_mm_per_prompt={"image": max(int(max_images_per_prompt), 1), "video": 0},
+        mm_processor_kwargs={"min_pixels": settings.min_pixels, "max_pixels": settings.max_pixels},
+    )
+
+
 def pick_backend(backend: str) -> str:
     """``auto`` -> ``vllm`` when it is installed and a GPU is visible, else ``hf``."""
     if backend not in ("auto", "hf", "vllm"):
@@ -214,7 +224,7 @@ def load_generator(
     backend = pick_backend(backend)
     processor = load_processor(model_name)
     if backend == "vllm":
-        return VLLMGenerator(resolve_name(model_name), processor, settings, seed=seed, **vllm_kwargs)
+        return VLLMGenerator(resolve_name(model_name), processor, settings, seed=seed, dtype=dtype, **vllm_kwargs)
     model = load_model(ModelConfig(name_or_path=model_name, dtype=dtype, attn_implementation=attn_implementation))
     if torch.cuda.is_available():
         model = model.to("cuda")

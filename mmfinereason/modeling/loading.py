@@ -9,6 +9,7 @@ import torch
 
 from mmfinereason.modeling.attention import VARLEN_SDPA, register_varlen_sdpa
 from mmfinereason.modeling.parts import apply_freezing, apply_lora
+from mmfinereason.modeling.source import ModelSourceError, check_model_source
 from mmfinereason.recipe.sections import ModelConfig
 from mmfinereason.import_utils import require
 
@@ -23,6 +24,7 @@ def resolve_name(name_or_path: str) -> str:
         from mmfinereason.toy import tiny_model_dir
 
         return tiny_model_dir()
+    check_model_source(name_or_path)  # a missing folder / an uncached hub id offline: one clear line
     return name_or_path
 
 
@@ -37,14 +39,90 @@ def resolve_dtype(dtype: str) -> torch.dtype:
         raise ValueError(f"model.dtype must be auto, bfloat16, float16 or float32, got {dtype!r}") from None
 
 
-def load_processor(name_or_path: str):
+def pixel_bounds(min_pixels: int, max_pixels: int) -> dict[str, int]:
+    """The image processor's ``size`` for a pixel range: Qwen-VL reads ``shortest_edge`` / ``longest_edge`` as the
+    minimum / maximum number of *pixels* (not edge lengths) an image is resized to, aspect ratio kept."""
+    if not 0 < min_pixels <= max_pixels:
+        raise ValueError(f"need 0 < min_pixels <= max_pixels, got {min_pixels} / {max_pixels}")
+    return {"shortest_edge": int(min_pixels), "longest_edge": int(max_pixels)}
+
+
+def set_pixel_bounds(processor, min_pixels: int, max_pixels: int):
+    """Make ``[min_pixels, max_pixels]`` the processor's *own* image size, in memory and in what it saves.
+
+    Why here and not only as a call argument: whatever loads a saved folder later (vLLM started by TRL from
+    ``model.name_or_path``, ``mmfinereason eval``, a user's ``from_pretrained``) resizes with the saved
+    ``size``. The real Qwen3-VL checkpoints ship 65,536 / 16,777,216; a recipe's narrower bounds must travel with
+    every folder the trainer writes, or an image outside them gets two different image-token counts (trl#6401).
+    """
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is None:
+        raise ValueError(f"{type(processor).__name__} has no image processor; a Qwen3-VL processor is needed")
+    image_processor.size = pixel_bounds(min_pixels, max_pixels)
+    for key in ("min_pixels", "max_pixels"):  # older image processors also keep them as attributes
+        if getattr(image_processor, key, None) is not None:
+            setattr(image_processor, key, int(min_pixels if key == "min_pixels" else max_pixels))
+    return processor
+
+
+def load_processor(name_or_path: str, min_pixels: int | None = None, max_pixels: int | None = None):
+    """The processor of ``name_or_path``; with ``min_pixels``/``max_pixels`` these become its saved image size.
+
+    Both training pipelines load it this way with the recipe's bounds, so the processor the trainer saves into
+    the output folder and every checkpoint reproduces how training resized images (:func:`set_pixel_bounds`).
+    """
     from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(resolve_name(name_or_path))
+    processor = AutoProcessor.from_pretrained(resolve_name(name_or_path))
+    if min_pixels is not None or max_pixels is not None:
+        size = getattr(getattr(processor, "image_processor", None), "size", None) or {}
+        lo = min_pixels if min_pixels is not None else size.get("shortest_edge")
+        hi = max_pixels if max_pixels is not None else size.get("longest_edge")
+        set_pixel_bounds(processor, lo, hi)
+    return processor
 
 
-def load_model(cfg: ModelConfig):
-    """The model, with freezing and (optionally) LoRA applied, ready for a trainer."""
+HALF_DTYPES = ("bfloat16", "float16")
+
+
+def parameter_dtype(dtype: str, training: bool) -> torch.dtype:
+    """The dtype the parameters are *loaded* in.
+
+    For training, ``model.dtype: bfloat16`` (or ``float16``) means mixed precision: fp32 master weights, half
+    compute through the trainer's autocast (``train.bf16``, on by default wherever the GPU supports it). Loading
+    bf16 parameters instead would let AdamW under DDP or FSDP2 update bf16 weights directly, where most updates at
+    lr 1e-5 / 1e-6 round away; DeepSpeed casts the module to bf16 itself and keeps its own fp32 copy, so fp32 here
+    is right for every strategy (and is what ``mmfinereason plan`` assumes). For inference the dtype is as asked.
+    """
+    resolved = resolve_dtype(dtype)
+    if training and resolved in (torch.bfloat16, torch.float16):  # also 'auto' on a bf16 GPU
+        return torch.float32
+    return resolved
+
+
+def check_precision(cfg: ModelConfig, args) -> None:
+    """Say how a half-precision recipe trains; refuse a combination that would silently compute in fp32 on a GPU."""
+    if cfg.dtype not in HALF_DTYPES:
+        return
+    flag = "bf16" if cfg.dtype == "bfloat16" else "fp16"
+    if getattr(args, flag, False):
+        logger.info("model.dtype %s: fp32 master weights, %s autocast (train.%s)", cfg.dtype, cfg.dtype, flag)
+    elif torch.cuda.is_available() and not getattr(args, "use_cpu", False):
+        raise ValueError(
+            f"model.dtype: {cfg.dtype} trains fp32 master weights with {cfg.dtype} compute, which needs train.{flag}: "
+            f"true; with train.{flag} off every step would run in fp32. Set train.{flag}=true, or model.dtype=float32 "
+            "for fp32 compute on purpose"
+        )
+    else:
+        logger.warning("model.dtype %s on CPU: fp32 weights and fp32 compute (no %s autocast here)", cfg.dtype, flag)
+
+
+def load_model(cfg: ModelConfig, training: bool = False):
+    """The model, with freezing and (optionally) LoRA applied, ready for a trainer.
+
+    ``training=True`` (the pipelines) loads half-precision recipes as fp32 master weights
+    (:func:`parameter_dtype`); inference loads the dtype as asked.
+    """
     from transformers import AutoModelForImageTextToText
 
     if cfg.attn_implementation == "flash_attention_2":
@@ -54,10 +132,10 @@ def load_model(cfg: ModelConfig):
     path = resolve_name(cfg.name_or_path)
     try:
         model = AutoModelForImageTextToText.from_pretrained(
-            path, dtype=resolve_dtype(cfg.dtype), attn_implementation=cfg.attn_implementation
+            path, dtype=parameter_dtype(cfg.dtype, training), attn_implementation=cfg.attn_implementation
         )
     except OSError as e:
-        raise OSError(
+        raise ModelSourceError(
             f"could not load model '{cfg.name_or_path}': {e}\nOn a machine without internet, download it first "
             f"(`hf download {cfg.name_or_path}`) or set model.name_or_path to a local directory; "
             "`model.name_or_path: tiny` uses the embedded offline model."

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from mmfinereason.modeling.loading import load_model, load_processor
-from mmfinereason.pipelines.inputs import add_accuracy_callback, load_train_data
+from mmfinereason.pipelines.inputs import add_accuracy_callback, load_train_data, make_model, make_processor
 from mmfinereason.pipelines.rl_prompts import add_prompts, drop_long_prompts
 from mmfinereason.pipelines.stage import RunResult, run_stage
 from mmfinereason.recipe.loader import Recipe
@@ -23,10 +22,10 @@ def build_gspo(recipe: Recipe, model=None, processor=None):
     if recipe.stage != "gspo":
         raise ValueError(f"build_gspo needs a recipe with stage: gspo, got stage: {recipe.stage}")
     d, args = recipe.data, recipe.train
-    processor = processor or load_processor(recipe.model.name_or_path)
-    # TRL runs the processor without size arguments: set the recipe's pixel bounds on it (as SFT's collator does).
-    processor.image_processor.size = {"shortest_edge": d.min_pixels, "longest_edge": d.max_pixels}
-    model = model or load_model(recipe.model)
+    # TRL runs the processor without size arguments and starts vLLM from the model folder: the recipe's pixel
+    # bounds must be the processor's own, and saved with it (make_processor), for both to resize alike.
+    processor = make_processor(recipe, processor)
+    model = make_model(recipe, model)
     dataset, report = load_train_data(recipe, require_response=False)
     logger.info(report.summary())
     dataset, _ = drop_long_prompts(

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import logging
 
-from mmfinereason.modeling.loading import load_model, load_processor
-from mmfinereason.pipelines.inputs import add_accuracy_callback, load_train_data, make_batch_sampler, make_collator
+from mmfinereason.pipelines.inputs import (
+    add_accuracy_callback,
+    load_train_data,
+    make_batch_sampler,
+    make_collator,
+    make_model,
+    make_processor,
+)
 from mmfinereason.pipelines.stage import RunResult, run_stage
 from mmfinereason.recipe.loader import Recipe
 
@@ -22,8 +28,8 @@ def build_sft(recipe: Recipe, model=None, processor=None):
 
     if recipe.stage != "sft":
         raise ValueError(f"build_sft needs a recipe with stage: sft, got stage: {recipe.stage}")
-    processor = processor or load_processor(recipe.model.name_or_path)
-    model = model or load_model(recipe.model)
+    processor = make_processor(recipe, processor)  # the recipe's pixel bounds, saved with every checkpoint
+    model = make_model(recipe, model)
     train_dataset, report = load_train_data(recipe)
     logger.info(report.summary())
     collator = make_collator(recipe, processor, model)

@@ -8,10 +8,12 @@ A recipe has one section per concern::
     train: {...}          # the trainer's config: mmfinereason SFTConfig / GSPOConfig (TRL configs + our fields)
     eval:  {...}          # EvalConfig: held-out accuracy before / after / during training
 
-YAML is data, not code: it is read with ``yaml.safe_load`` and every key is checked against the dataclass it
-fills. An unknown key is an error naming it and the closest valid key; a value of the wrong type is an error
+YAML is data, not code: it is read with a ``yaml.SafeLoader`` (:func:`read_yaml`) and every key is checked
+against the dataclass it fills. An unknown key is an error naming it and the closest valid key; a value of the wrong type is an error
 naming the key, the expected type and the value. Numbers written like ``1e-5`` (a *string* to YAML 1.1) are
-accepted where a float is expected.
+accepted where a float is expected. Only ``true``/``false`` are booleans (YAML 1.2): YAML 1.1 also reads ``yes``,
+``no``, ``on`` and ``off`` as booleans, which turned ``train.save_strategy=no`` — a string the field documents —
+into ``False``; they stay strings here, and a boolean field accepts them as well.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import difflib
 import enum
 import importlib
 import logging
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from mmfinereason.errors import UserError
 from mmfinereason.recipe.sections import DataConfig, EvalConfig, ModelConfig
 
 logger = logging.getLogger(__name__)
@@ -36,7 +40,26 @@ logger = logging.getLogger(__name__)
 TRAIN_CONFIGS = {"sft": "mmfinereason.recipe.train_args:SFTConfig", "gspo": "mmfinereason.recipe.train_args:GSPOConfig"}
 
 
-class RecipeError(ValueError):
+class RecipeYamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` where only true/false (any case) are booleans, not yes/no/on/off (see the docstring)."""
+
+
+RecipeYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+RecipeYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_WORD_BOOLS = {"yes": True, "on": True, "no": False, "off": False}
+
+
+def read_yaml(text: str) -> Any:
+    """Parse recipe YAML (a file or one override's value) with :class:`RecipeYamlLoader`."""
+    return yaml.load(text, Loader=RecipeYamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+class RecipeError(UserError):
     """A recipe or override that cannot be turned into a valid configuration."""
 
 
@@ -142,6 +165,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if annotation is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, str) and value.lower() in _WORD_BOOLS:
+            return _WORD_BOOLS[value.lower()]
         raise RecipeError(f"{where}: expected true or false, got {value!r}")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -199,7 +224,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     parts = key.strip().split(".")
     if not all(parts):
         raise RecipeError(f"override {override!r} has an empty key part")
-    value = yaml.safe_load(text) if text.strip() else ""
+    value = read_yaml(text) if text.strip() else ""
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
         if isinstance(node, list):
@@ -271,7 +296,7 @@ def load_recipe(path: str | Path, overrides: typing.Iterable[str] = ()) -> Recip
     if not path.is_file():
         raise RecipeError(f"recipe file not found: {path} (shipped recipes live in recipes/<model>/<stage>.yaml)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise RecipeError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):

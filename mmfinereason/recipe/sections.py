@@ -121,7 +121,11 @@ class DataConfig:
         metadata={"help": "SFT examples longer than max_length: 'truncate' cuts the response (never the prompt or an "
                   "image); 'drop' skips the example. (GSPO's over-long *completions*: train.overlong_completions.)"},
     )
-    caption_in_prompt: bool = field(default=False, metadata={"help": "Prepend each row's dense caption to the question."})
+    caption_in_prompt: bool = field(
+        default=False,
+        metadata={"help": "Insert each row's dense caption after the <image> markers of the question, for every source "
+                  "of data.train and data.eval (a source's own caption_in_prompt turns it on for that source alone)."},
+    )
     max_skip_rate: float = field(
         default=0.01, metadata={"help": "Stop with an error when more than this fraction of rows is unusable."}
     )
@@ -139,6 +143,25 @@ class DataConfig:
         default=1024,
         metadata={"help": "Examples whose lengths the token-budget sampler bin-packs together (first-fit-decreasing)."},
     )
+    num_proc: int | None = field(
+        default=None,
+        metadata={"help": "Processes for the one-time preparation (row checks, token-length index); None = one. "
+                  "Set it to the node's cores (e.g. 16): it runs once per node, the other ranks wait and read the "
+                  "cache it writes (see mmfinereason.data.batching.length_index)."},
+    )
+    image_check: str = field(
+        default="header",
+        metadata={"help": "Up-front image check of SFT rows: 'header' (open the file header, check size; the full "
+                  "decode happens in the collator, where a bad image is counted and replaced) or 'full' (decode "
+                  "every image before training: exact counts, but minutes per 100K rows)."},
+    )
+
+    def __post_init__(self) -> None:
+        # The data-level switch is the default of every source: sources are what the loader reads (SourceSpec).
+        if self.caption_in_prompt:
+            for spec in [*self.train, *self.eval]:
+                if isinstance(spec, SourceSpec):
+                    spec.caption_in_prompt = True
 
 
 @dataclass

@@ -79,6 +79,11 @@ def prepare_resume(trainer, resume: str | bool | None = "auto") -> str | None:
     if find_callback(trainer, ParallelismLogCallback) is None:
         trainer.add_callback(ParallelismLogCallback(trainer))
     checkpoint, scan = resolve_resume(resume, args.output_dir)
+    if checkpoint:  # on every rank, so that all of them stop together on a mismatch
+        from mmfinereason.runtime.same_run import check_same_run
+
+        explicit = not (resume is True or str(resume).strip().lower() in ("auto", "latest", "true"))
+        check_same_run(checkpoint, getattr(trainer, "recipe", None), explicit=explicit)
     barrier()  # every rank has scanned before rank 0 renames anything
     if rank() == 0:
         for path, why in scan.incomplete:

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-_BUILD_VERSION = 4  # bump when the architecture, tokenizer corpus or template changes
+_BUILD_VERSION = 5  # bump when the architecture, tokenizer corpus, template or processor defaults change
 
 TEXT_CONFIG = dict(
     hidden_size=128,
@@ -44,15 +44,21 @@ VISION_CONFIG = dict(
     num_position_embeddings=256,  # 16x16 learned grid, interpolated to any image size
     deepstack_visual_indexes=[1],
 )
-# The real Qwen3-VL preprocessor_config.json values (patch 16, merge 2, mean/std 0.5); the recipe narrows
-# min/max pixels per run.
+# The real Qwen3-VL preprocessor_config.json values (patch 16, merge 2, temporal 2, mean/std 0.5, and its own
+# size: 65,536 .. 16,777,216 pixels = 256² .. 4096²), checked against public copies of the file. The defaults
+# are the real ones on purpose: a recipe's narrower bounds must be written into every folder training saves
+# (mmfinereason.modeling.loading.set_pixel_bounds), and only real defaults let the tests see a folder that
+# forgot them — the mismatch a real checkpoint would have (trl#6401).
 IMAGE_PROCESSOR = dict(
     patch_size=16,
     merge_size=2,
     temporal_patch_size=2,
     image_mean=[0.5, 0.5, 0.5],
     image_std=[0.5, 0.5, 0.5],
-    size={"shortest_edge": 1024, "longest_edge": 589824},
+    size={"shortest_edge": 65536, "longest_edge": 16777216},
+)
+VIDEO_PROCESSOR = dict(
+    patch_size=16, merge_size=2, temporal_patch_size=2, size={"shortest_edge": 4096, "longest_edge": 25165824}
 )
 
 
@@ -68,7 +74,7 @@ def _cache_key() -> str:
     import transformers
 
     blob = json.dumps(
-        [_BUILD_VERSION, TEXT_CONFIG, VISION_CONFIG, IMAGE_PROCESSOR, transformers.__version__, tokenizers.__version__],
+        [_BUILD_VERSION, TEXT_CONFIG, VISION_CONFIG, IMAGE_PROCESSOR, VIDEO_PROCESSOR, transformers.__version__, tokenizers.__version__],
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -121,7 +127,7 @@ def build_tiny_model(path: str | os.PathLike, seed: int = 0) -> None:
     processor = Qwen3VLProcessor(
         image_processor=Qwen2VLImageProcessor(**IMAGE_PROCESSOR),
         tokenizer=tokenizer,
-        video_processor=Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2),
+        video_processor=Qwen3VLVideoProcessor(**VIDEO_PROCESSOR),
         chat_template=CHAT_TEMPLATE,
     )
     # Every process may build its own copy (DDP ranks racing on a cold cache); transformers writes model files

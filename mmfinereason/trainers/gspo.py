@@ -32,9 +32,11 @@ import torch
 from trl import GRPOTrainer as TRLGRPOTrainer
 
 from mmfinereason.trainers.dynamic_sampling import concat_batches, informative_groups, pad_groups, select_rows
+from mmfinereason.monitoring.callbacks import attach_monitoring
 from mmfinereason.rewards.registry import resolve_reward
 from mmfinereason.trainers.run_files import RecipeCheckpointMixin
 from mmfinereason.trainers.throughput import TokenRate
+from mmfinereason.trainers.vllm_engine import vllm_context
 from mmfinereason.recipe.train_args import GSPOConfig
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class GSPOTrainer(RecipeCheckpointMixin, TRLGRPOTrainer):
     """TRL's GRPOTrainer run as GSPO, with dynamic sampling, overlong handling and per-source metrics.
 
     Build it like TRL's (``GSPOTrainer(model, args=GSPOConfig(...), train_dataset=..., processing_class=...)``;
-    ``reward_funcs`` defaults to ``args.reward_funcs``) or from a recipe with :func:`build_gspo`.
+    ``reward_funcs`` defaults to ``args.reward_funcs``) or from a recipe with :func:`mmfinereason.pipelines.gspo.build_gspo`.
 
     >>> from mmfinereason import load_recipe
     >>> from mmfinereason import build_gspo
@@ -61,13 +63,12 @@ class GSPOTrainer(RecipeCheckpointMixin, TRLGRPOTrainer):
             require("vllm", feature=f"train.use_vllm (vllm_mode: {args.vllm_mode})")
         self.recipe = recipe
         self.data_report = data_report
+        penalty = None
         if reward_funcs is None:
             reward_funcs = [resolve_reward(name) for name in args.reward_funcs]
             if args.overlong_completions == "penalty":
                 buffer = args.overlong_buffer or max(1, args.max_completion_length // 4)
-                reward_funcs.append(make_length_penalty(args.max_completion_length, buffer))
-                weights = args.reward_weights or [1.0] * (len(reward_funcs) - 1)
-                args.reward_weights = [*weights, args.overlong_penalty_weight]
+                penalty = make_length_penalty(args.max_completion_length, buffer)
         processor = kwargs.get("processing_class")
         tokenizer = getattr(processor, "tokenizer", processor)
         if tokenizer is not None:
@@ -75,7 +76,26 @@ class GSPOTrainer(RecipeCheckpointMixin, TRLGRPOTrainer):
             tokenizer.padding_side = "left"
         self._token_rate = TokenRate()
         self._last_rewards: torch.Tensor | None = None
-        super().__init__(model, reward_funcs=reward_funcs, args=args, **kwargs)
+        # vLLM colocate: images per prompt counted from the data, compute dtype (trainers/vllm_engine.py)
+        with vllm_context(args, kwargs.get("train_dataset")):
+            super().__init__(model, reward_funcs=reward_funcs, args=args, **kwargs)
+        if penalty is not None:
+            self._add_internal_reward(penalty, args.overlong_penalty_weight)
+        attach_monitoring(self)  # one compact console line per log; every log dict into OUTPUT_DIR/log_history.jsonl
+
+    def _add_internal_reward(self, func, weight: float) -> None:
+        """Append a reward the recipe does not list (the overlong penalty), with its weight, after TRL's setup.
+
+        Why here and not in ``args.reward_weights``: ``args`` is the user's recipe object. Appending to it made
+        the saved ``recipe.yaml`` unloadable (one weight more than ``reward_funcs``) and broke a second trainer
+        built from the same recipe. TRL adds its environment rewards the same way.
+        """
+        from trl.trainer.utils import get_callable_name
+
+        self.reward_funcs.append(func)
+        self.reward_func_names.append(get_callable_name(func))
+        self.reward_processing_classes.append(None)
+        self.reward_weights = torch.cat([self.reward_weights, torch.tensor([float(weight)])])
 
     # ------------------------------------------------------------------ rewards and metrics
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):

@@ -15,12 +15,14 @@ accelerate, logging integrations. What we add, and why:
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import torch
 from trl import SFTTrainer as TRLSFTTrainer
 
+from mmfinereason.data.batching.worker_counts import pop_counts
 from mmfinereason.modeling.parts import part_of
+from mmfinereason.monitoring.callbacks import attach_monitoring
 from mmfinereason.trainers.run_files import RecipeCheckpointMixin
 from mmfinereason.trainers.throughput import TokenRate
 from mmfinereason.recipe.train_args import SFTConfig  # noqa: F401  (also importable from here, as before)
@@ -28,11 +30,17 @@ from mmfinereason.recipe.train_args import SFTConfig  # noqa: F401  (also import
 logger = logging.getLogger(__name__)
 
 
+def is_streaming_batcher(sampler) -> bool:
+    from mmfinereason.data.batching.streaming import StreamingTokenBudget
+
+    return isinstance(sampler, StreamingTokenBudget)
+
+
 class SFTTrainer(RecipeCheckpointMixin, TRLSFTTrainer):
     """TRL's SFTTrainer fed by :class:`~mmfinereason.data.MultimodalCollator`, with VLM metrics.
 
     Build it like TRL's (``SFTTrainer(model, args, train_dataset=..., processing_class=processor,
-    data_collator=collator)``) or from a recipe with :func:`mmfinereason.trainers.sft_pipeline.build_sft`.
+    data_collator=collator)``) or from a recipe with :func:`mmfinereason.pipelines.sft.build_sft`.
 
     >>> from mmfinereason import load_recipe, build_sft
     >>> trainer = build_sft(load_recipe("recipes/tiny/sft.yaml"))
@@ -45,12 +53,14 @@ class SFTTrainer(RecipeCheckpointMixin, TRLSFTTrainer):
         self.train_batch_sampler = train_batch_sampler
         self._token_rate = TokenRate()
         self._padding_window = {"real": 0, "total": 0}
+        self._worker_counts: Counter = Counter()
         super().__init__(*args, **kwargs)
         # Qwen-VL models declare `accepts_loss_kwargs = False`, so transformers would not count the label tokens
         # of the whole accumulated step (`num_items_in_batch`) and would average per-micro-batch means instead —
         # wrong for packed / token-budget micro-batches of unequal token counts. TRL's compute_loss computes the
         # loss itself (sum / num_items_in_batch) and never forwards the count to the model, so this is safe.
         self.model_accepts_loss_kwargs = True
+        attach_monitoring(self)  # one compact console line per log; every log dict into OUTPUT_DIR/log_history.jsonl
 
     # ------------------------------------------------------------------ data
     def get_train_dataloader(self):
@@ -70,6 +80,18 @@ class SFTTrainer(RecipeCheckpointMixin, TRLSFTTrainer):
         from transformers.trainer_utils import seed_worker
 
         args = self.args
+        if is_streaming_batcher(self.train_batch_sampler):
+            # Streamed token budgets: each rank reads its own part of the stream (the batcher splits it by node),
+            # so the loader is not prepared by accelerate, whose dispatching would concatenate the ranks' packed
+            # batches of different shapes; the Trainer moves each batch to the device itself.
+            return DataLoader(
+                self.train_batch_sampler,
+                batch_size=None,
+                collate_fn=self.data_collator,
+                num_workers=args.dataloader_num_workers,
+                pin_memory=args.dataloader_pin_memory,
+                worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+            )
         loader = DataLoader(
             self.train_dataset,
             batch_sampler=self.train_batch_sampler,
@@ -81,6 +103,27 @@ class SFTTrainer(RecipeCheckpointMixin, TRLSFTTrainer):
             worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
         )
         return self.accelerator.prepare(loader)
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        """Trainer's ``train``; a streamed token-budget run resumes at its saved stream position (no re-reading)."""
+        if is_streaming_batcher(self.train_batch_sampler):
+            from mmfinereason.trainers.stream_state import load_stream_state
+
+            if load_stream_state(self.train_batch_sampler, resume_from_checkpoint, self.args.process_index):
+                self.args.ignore_data_skip = True
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if is_streaming_batcher(self.train_batch_sampler):
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            from mmfinereason.trainers.stream_state import save_stream_state
+
+            folder = f"{self.args.output_dir}/{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            consumed = self.state.global_step * self.args.gradient_accumulation_steps
+            save_stream_state(self.train_batch_sampler, folder, self.args.process_index, consumed,
+                              self.args.dataloader_num_workers)
 
     # ------------------------------------------------------------------ optimizer
     def create_optimizer(self, model=None):
@@ -109,6 +152,7 @@ class SFTTrainer(RecipeCheckpointMixin, TRLSFTTrainer):
 
     # ------------------------------------------------------------------ metrics
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self._worker_counts.update(pop_counts(inputs))  # counts from collators in DataLoader workers
         if not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if "attention_mask" in inputs:
@@ -133,9 +177,9 @@ class SFTTrainer(RecipeCheckpointMixin, TRLSFTTrainer):
             total = self._gather_sum(self._padding_window["total"])
             logs["padding_ratio"] = 1.0 - real / total if total else 0.0
             self._padding_window = {"real": 0, "total": 0}
-            stats = getattr(self.data_collator, "stats", {})
-            logs["samples_dropped_overlong"] = float(stats.get("dropped_overlong", 0))
-            logs["samples_truncated"] = float(stats.get("truncated", 0))
+            stats = getattr(self.data_collator, "stats", {})  # collator in this process + in workers (summed)
+            for name in ("dropped_overlong", "truncated"):
+                logs[f"samples_{name}"] = float(stats.get(name, 0) + self._worker_counts[name])
             if self.data_report is not None:
                 logs["rows_skipped"] = float(self.data_report.num_skipped)
         super().log(logs, start_time)

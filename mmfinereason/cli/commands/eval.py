@@ -61,7 +61,12 @@ def resolve_target(target: str, overrides: list[str] | None = None) -> EvalTarge
 
 
 def generation_settings(args, target: EvalTarget):
-    """Command-line flags over the recipe's settings over the paper's (or, for ``tiny``, the tiny recipe's)."""
+    """Command-line flags over the recipe's settings over the paper's (or, for ``tiny``, the tiny recipe's).
+
+    Images: a trained folder is evaluated as the paper evaluates (up to 2048², ``--max-pixels`` to change it),
+    not at the recipe's training ``max_pixels``; the recipe's ``min_pixels`` is kept (it is the resize training
+    used for small images, e.g. geometry diagrams).
+    """
     from mmfinereason.evaluation.generators import PAPER_MAX_PIXELS, PAPER_REPETITION_PENALTY, GenerationSettings
 
     base: dict[str, Any] = {
@@ -77,7 +82,6 @@ def generation_settings(args, target: EvalTarget):
             max_new_tokens=r.eval.max_new_tokens,
             repetition_penalty=r.eval.repetition_penalty,
             min_pixels=r.data.min_pixels,
-            max_pixels=r.data.max_pixels,
             system_prompt=r.data.system_prompt,
         )
     for key in ("max_new_tokens", "repetition_penalty", "temperature", "top_p", "min_pixels", "max_pixels", "system_prompt"):
@@ -85,6 +89,14 @@ def generation_settings(args, target: EvalTarget):
         if value is not None:
             base[key] = value
     return GenerationSettings(**base)
+
+
+def vllm_args(args, benchmarks) -> dict[str, Any]:
+    """vLLM engine sizes from the command line and the data: images per prompt counted over every benchmark."""
+    from mmfinereason.data.prompt_images import images_per_prompt
+
+    n = max((images_per_prompt(b.dataset) for b in benchmarks), default=1)
+    return {"tensor_parallel_size": args.tensor_parallel_size, "max_images_per_prompt": n}
 
 
 def benchmark_specs(args, target: EvalTarget) -> list:
@@ -151,7 +163,7 @@ def run(args) -> int:
     attn = recipe.model.attn_implementation if recipe is not None else "sdpa"
     generator = load_generator(
         target.model, settings, backend=backend, dtype=dtype, attn_implementation=attn,
-        **({"tensor_parallel_size": args.tensor_parallel_size} if backend == "vllm" else {}),
+        **(vllm_args(args, benchmarks) if backend == "vllm" else {}),
     )
     report = evaluate_benchmarks(generator, benchmarks, out, batch_size=batch_size, progress=not args.no_progress)
 

@@ -9,12 +9,15 @@ Why our own and not TRL's ``DataCollatorForVisionLanguageModeling``:
 * **Labels by construction, not by search.** The prompt is rendered with the chat template and the
   generation prompt; the completion is ``response + <|im_end|>`` tokenised on its own and appended. Labels are
   -100 on the prompt and the completion ids elsewhere, so the closing ``<|im_end|>`` is trained and no
-  template-specific token search is needed.
+  template-specific token search is needed. A Thinking template whose generation prompt already opens
+  ``<think>`` gets the response without its leading ``<think>`` (:func:`~mmfinereason.data.chat.response_after_prompt`):
+  no doubled tag is trained.
 * **Packing** (``packing=True``, see :mod:`.packing`) puts several examples in one row with per-example
   mRoPE positions; the loss then equals the unpacked loss.
 
 Counters (``collator.stats``) record dropped / truncated samples and real vs padded tokens; they live in the
-process that runs the collator (the main process when ``dataloader_num_workers=0``).
+process that runs the collator (the main process when ``dataloader_num_workers=0``). In a worker process each
+batch also carries its own dropped / truncated counts for the trainer to sum (:mod:`.worker_counts`).
 """
 
 from __future__ import annotations
@@ -24,11 +27,15 @@ from typing import Any
 
 import torch
 
-from mmfinereason.data.chat import render_prompt
+from mmfinereason.data.chat import render_prompt, response_after_prompt
 from mmfinereason.data.batching.packing import pack_examples
+from mmfinereason.data.batching.worker_counts import attach_counts, snapshot
+from mmfinereason.data.io.images import BadImageError, to_rgb_image
+from mmfinereason.data.io.report import DataReport
 from mmfinereason.data.schema import IGNORE_INDEX, EncodedExample, pad_examples
 
 OVERLONG_POLICIES = ("truncate", "drop")
+LATE_CHECK_AFTER = 200  # examples decoded before the collator judges the late skip rate (less is noise)
 
 
 class MultimodalCollator:
@@ -46,6 +53,10 @@ class MultimodalCollator:
             skips the sample; either way it is counted in ``stats``.
         system_prompt: optional system turn (the paper trains and evaluates without one).
         pad_to_multiple_of: pad rows to a multiple of this (tensor-core friendly shapes on GPU).
+        max_skip_rate: undecoded images (the loader's ``image_check: header``) are decoded here; an image that
+            fails is counted in ``late_report`` and its example dropped (replaced, see ``__call__``); above this
+            fraction of examples, after ``LATE_CHECK_AFTER`` examples, a ``DataQualityError`` names the commonest
+            cause and a row id — the same guarantee as the loader's up-front check.
 
     >>> collator = MultimodalCollator(processor, max_length=1024)
     >>> batch = collator([example_a, example_b])
@@ -64,6 +75,7 @@ class MultimodalCollator:
         overlong: str = "truncate",
         system_prompt: str | None = None,
         pad_to_multiple_of: int | None = None,
+        max_skip_rate: float = 0.01,
     ):
         if overlong not in OVERLONG_POLICIES:
             raise ValueError(f"overlong must be one of {OVERLONG_POLICIES}, got {overlong!r}")
@@ -86,6 +98,9 @@ class MultimodalCollator:
             self.pad_token_id = self.tokenizer.eos_token_id
         self.end_of_turn = "<|im_end|>"
         self.stats: Counter = Counter()
+        self.max_skip_rate = max_skip_rate
+        self.late_report = DataReport(name="images decoded in the collator")
+        self._spare: EncodedExample | None = None
         if packing and model is None:
             raise ValueError(
                 "packing=True needs the model (MultimodalCollator(processor, max_length, packing=True, model=model)) "
@@ -95,7 +110,9 @@ class MultimodalCollator:
     # ------------------------------------------------------------------ encoding
     def encode(self, example: dict[str, Any]) -> EncodedExample | None:
         """Encode one example; ``None`` (and a counted reason) when it cannot fit ``max_length``."""
-        images = list(example.get("images") or [])
+        images = self._decode_images(example)
+        if images is None:
+            return None
         prompt = render_prompt(self.processor, example["question"], len(images), self.system_prompt)
         size = {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}
         if images:
@@ -105,7 +122,8 @@ class MultimodalCollator:
         prompt_ids = enc["input_ids"][0]
         mm_types = enc.get("mm_token_type_ids")
         mm_types = mm_types[0] if mm_types is not None else torch.zeros_like(prompt_ids)
-        response = example.get("response") or ""
+        # A Thinking template's generation prompt already opens <think>: never train a doubled tag.
+        response = response_after_prompt(prompt, example.get("response") or "")
         completion = self.tokenizer(response + self.end_of_turn, add_special_tokens=False)["input_ids"]
         completion_ids = torch.tensor(completion, dtype=prompt_ids.dtype)
 
@@ -132,9 +150,45 @@ class MultimodalCollator:
             id=str(example.get("id", "")),
         )
 
+    def _decode_images(self, example: dict[str, Any]) -> list | None:
+        """The example's images as RGB PIL images; None (counted in ``late_report``) when one cannot be decoded.
+
+        Images still encoded (``{"bytes", "path"}``, from the loader's header-only check) are fully decoded here,
+        in the dataloader workers, instead of up front in one process before step 1.
+        """
+        images = list(example.get("images") or [])
+        if not any(isinstance(image, (dict, bytes, str)) for image in images):
+            return images
+        row_id = str(example.get("id", ""))
+        try:
+            images = [to_rgb_image(image) for image in images]
+        except BadImageError as error:
+            self.stats[f"skipped_{error.reason}"] += 1
+            self.late_report.record(row_id, error.reason)
+            self._check_late_skips()
+            return None
+        self.late_report.record(row_id)
+        return images
+
+    def _check_late_skips(self) -> None:
+        if self.late_report.seen >= LATE_CHECK_AFTER:
+            self.late_report.check(self.max_skip_rate)
+
     # ------------------------------------------------------------------ batching
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """The batch of ``examples``; those that cannot be used are dropped (and counted).
+
+        A batch never disappears: when every example of it failed (bad images found late, or prompts too long),
+        the last good example is trained again in its place (counted as ``stats["replaced"]``), so every rank
+        still runs the same number of steps and no collective waits for a rank that skipped one.
+        """
+        before = snapshot(self.stats)
         encoded = [e for e in (self.encode(x) for x in examples) if e is not None]
+        if not encoded and self._spare is not None:
+            encoded = [self._spare]
+            self.stats["replaced"] += 1
+        if encoded:
+            self._spare = encoded[0]
         if not encoded:
             raise ValueError(
                 f"every example of this batch exceeded max_length={self.max_length} even without its response "
@@ -147,4 +201,5 @@ class MultimodalCollator:
         real = sum(len(e) for e in encoded)
         self.stats["real_tokens"] += real
         self.stats["batch_tokens"] += batch["input_ids"].numel()
+        attach_counts(batch, self.stats, before)  # in a DataLoader worker only: the trainer sums them
         return batch

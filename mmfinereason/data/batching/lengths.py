@@ -12,7 +12,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from mmfinereason.data.chat import render_prompt
+from mmfinereason.data.chat import render_prompt, response_after_prompt
 
 
 def _image_size(image: Any) -> tuple[int, int]:
@@ -66,7 +66,8 @@ def batch_lengths(
         render_prompt(collator.processor, q, len(sizes), collator.system_prompt) for q, sizes in zip(questions, image_sizes)
     ]
     prompt_lens = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-    completions = [(r or "") + collator.end_of_turn for r in responses]
+    # as collator.encode: a Thinking template's opened <think> is not repeated in the target
+    completions = [response_after_prompt(p, r or "") + collator.end_of_turn for p, r in zip(prompts, responses)]
     completion_lens = [len(ids) for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]
     out: list[int | None] = []
     for prompt_len, completion_len, sizes in zip(prompt_lens, completion_lens, image_sizes):
@@ -94,8 +95,9 @@ def example_lengths(dataset, collator, batch_size: int = 512) -> list[int | None
         datasets = None
     if datasets is not None and isinstance(dataset, datasets.IterableDataset):
         raise TypeError(
-            "token-budget batching needs a map-style dataset (its lengths are read up front); set "
-            "data.streaming: false, or unset data.tokens_per_batch to batch streamed rows by count"
+            "example_lengths needs a map-style dataset (its lengths are read up front); streamed rows get token "
+            "budgets from mmfinereason.data.batching.streaming.StreamingTokenBudget (what data.streaming: true "
+            "with data.tokens_per_batch uses)"
         )
     if datasets is not None and isinstance(dataset, datasets.Dataset):
         columns = dataset.select_columns(["question", "response", "images"])

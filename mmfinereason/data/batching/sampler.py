@@ -24,7 +24,8 @@ from typing import Any
 
 from torch.utils.data import Sampler
 
-from mmfinereason.data.batching.lengths import example_lengths
+from mmfinereason.data.batching.length_index import cached_example_lengths
+from mmfinereason.data.batching.lengths import example_lengths  # noqa: F401  (importable from here, as before)
 from mmfinereason.data.batching.packing import first_fit_decreasing
 from mmfinereason.modeling.introspect import uses_varlen_attention
 
@@ -129,8 +130,12 @@ def token_budget_sampler(
     seed: int = 0,
     shuffle: bool = True,
     drop_last: bool = False,
+    num_proc: int | None = None,
 ) -> TokenBudgetBatchSampler:
     """A :class:`TokenBudgetBatchSampler` over ``dataset`` with the lengths ``collator`` will produce.
+
+    The lengths come from the shared on-disk index (:mod:`.length_index`): built once, by one process, over
+    ``num_proc`` workers; every other rank and every resume reads it.
 
     Rows are the collator's ``max_length`` for padded-row attention (sdpa / eager) and a single row of
     ``max_tokens`` for flash-attn models, matching the layout :func:`.packing.pack_examples` builds.
@@ -143,7 +148,7 @@ def token_budget_sampler(
         )
     single_row = uses_varlen_attention(collator.model)
     return TokenBudgetBatchSampler(
-        example_lengths(dataset, collator),
+        cached_example_lengths(dataset, collator, num_proc=num_proc),
         max_tokens,
         row_length=None if single_row else collator.max_length,
         buffer_size=buffer_size,

@@ -73,6 +73,32 @@ def rgb_image_bytes(value: ImageValue, base_dir: str | os.PathLike | None = None
     return buffer.getvalue(), (original_mode if original_mode != "RGB" else "EXIF")
 
 
+def checked_image_header(value: ImageValue, base_dir: str | os.PathLike | None = None) -> bytes:
+    """The encoded bytes of `value` after the cheap check: readable, a known format, a non-zero size.
+
+    Why: the full decode (`rgb_image_bytes`) costs milliseconds per image — over an hour for 1.8M rows in one
+    process, before step 1. Opening the header costs microseconds and catches missing files, empty and
+    undecodable data, zero sizes and decompression bombs; a body that is truncated or corrupt passes here and is
+    caught by `to_rgb_image` in the collator (in the dataloader workers), where it is counted and replaced.
+    The original bytes are kept whatever the mode; the collator converts to RGB.
+    """
+    if isinstance(value, Image.Image):  # in-memory images must be encoded anyway: the full path
+        return rgb_image_bytes(value, base_dir)[0]
+    data = _read_bytes(value, base_dir)
+    if not data:
+        raise BadImageError(ZERO_SIZE_IMAGE, "empty image data (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # parses the header only (and checks for a bomb)
+            width, height = image.size
+    except Image.DecompressionBombError as error:
+        raise BadImageError(IMAGE_TOO_LARGE, str(error)) from None
+    except Exception as error:
+        raise BadImageError(UNDECODABLE_IMAGE, f"{type(error).__name__}: {error}") from None
+    if width == 0 or height == 0:
+        raise BadImageError(ZERO_SIZE_IMAGE, f"image of size {width}x{height}")
+    return data
+
+
 def convert_to_rgb(image: Image.Image) -> Image.Image:
     """Return `image` in mode RGB (the same object if it already is, and carries no EXIF rotation).
 

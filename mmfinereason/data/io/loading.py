@@ -4,7 +4,9 @@ Sources: a Hugging Face hub id (from the local HF cache when offline), a local p
 folder of such shards (split names inferred from file names as the Hub does: `data/sft-00000-of-00010.parquet`),
 a folder written by `Dataset.save_to_disk`, or an in-memory `datasets.Dataset` / `IterableDataset`.
 
-Every row goes through `rows.RowNormaliser` (filters, text checks, full image decode, `<image>` markers).
+Every row goes through `rows.RowNormaliser` (filters, text checks, image check, `<image>` markers). The image
+check is a full decode (`image_check="full"`) or, for SFT training at scale, the file header only
+(`image_check="header"`: microseconds a row; the collator decodes, and counts and replaces a late failure).
 Without streaming the whole source is checked up front, the skips are counted exactly, and a skip rate above
 `max_skip_rate` raises before training starts. With `streaming=True` (the 1.8M set) rows are checked as they
 are read; the counts in the returned report grow during iteration, and the threshold is enforced once
@@ -28,6 +30,7 @@ import datasets
 from datasets.data_files import DataFilesDict, get_data_patterns
 
 from mmfinereason.data.io.report import DataReport
+from mmfinereason.errors import UserError
 from mmfinereason.data.io.rows import EXAMPLE_FEATURES, RowNormaliser, resolve_columns, row_features
 
 logger = logging.getLogger(__name__)
@@ -38,10 +41,30 @@ SourceLike = Union[str, os.PathLike, datasets.Dataset, datasets.IterableDataset,
 STREAM_CHECK_AFTER_ROWS = 200  # a streaming skip rate is judged only after this many rows (less is noise)
 _FILE_BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
 _BOOKKEEPING = ["_drop", "_fixes"]
+IMAGE_CHECKS = ("full", "header")
 
 
-class DataSourceError(OSError):
-    """A source that could not be opened (not on disk, not in the HF cache, no network); says what to do."""
+def example_features(decode_images: bool = True) -> datasets.Features:
+    """`EXAMPLE_FEATURES`, with images left encoded (`{"bytes", "path"}`) when `decode_images` is False."""
+    return datasets.Features({**EXAMPLE_FEATURES, "images": datasets.List(datasets.Image(decode=decode_images))})
+
+
+class DataSourceError(UserError, OSError):
+    """A source that could not be opened (not on disk, not in the HF cache, no network, not readable); says what
+    to do. A :class:`~mmfinereason.errors.UserError` (the CLI prints it in one line) and an ``OSError``."""
+
+
+def _read_files(builder: str, data_files: dict[str, Any], split: str, streaming: bool) -> AnyDataset:
+    """``datasets.load_dataset`` on local files; a file it cannot parse becomes one line naming the files."""
+    try:
+        return datasets.load_dataset(builder, data_files=data_files, split=split, streaming=streaming)
+    except Exception as error:  # ArrowInvalid, DatasetGenerationError, JSONDecodeError …: all "not readable"
+        files = ", ".join(str(f) for f in data_files[split][:3]) if isinstance(data_files[split], list) else data_files[split]
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise DataSourceError(
+            f"cannot read data file(s) {files} as {builder}: {reason}; check that the file is a complete, valid "
+            f".parquet / .jsonl / .json file (e.g. open it with pandas) or point the recipe's data path elsewhere"
+        ) from error
 
 
 def load_examples(
@@ -77,6 +100,7 @@ def load_examples_with_report(
     num_proc: int | None = None,
     limit: int | None = None,
     name: str | None = None,
+    image_check: str = "full",
 ) -> tuple[AnyDataset, DataReport]:
     """Load, filter and check `source`; return `(dataset, report)`.
 
@@ -91,7 +115,12 @@ def load_examples_with_report(
         num_proc: worker processes for the up-front check (non-streaming only).
         limit: read at most this many rows of the source (quick experiments, smoke tests).
         name: how the source is called in logs and errors (default: its path or hub id).
+        image_check: "full" decodes every image now (exact counts; the returned images decode to RGB PIL images);
+            "header" only opens the headers (microseconds a row) and returns images undecoded
+            (`{"bytes", "path"}`), for the collator to decode, convert, and count and replace a late failure.
     """
+    if image_check not in IMAGE_CHECKS:
+        raise ValueError(f"image_check must be one of {IMAGE_CHECKS}, got {image_check!r}")
     if pass_rate_range is not None and (len(pass_rate_range) != 2 or pass_rate_range[0] > pass_rate_range[1]):
         raise ValueError(f"pass_rate_range must be (low, high) with low <= high, got {pass_rate_range!r}")
     if not 0.0 <= max_skip_rate <= 1.0:
@@ -123,24 +152,31 @@ def load_examples_with_report(
         sources=frozenset(sources) if sources is not None else None,
         pass_rate_range=tuple(pass_rate_range) if pass_rate_range is not None else None,
         require_consistent=require_consistent,
+        image_check=image_check,
     )
     report = DataReport(name=name)
+    decode = image_check == "full"
     if isinstance(raw, datasets.IterableDataset):
-        dataset = _normalise_stream(raw, available, normaliser, report, max_skip_rate)
+        dataset = _normalise_stream(raw, available, normaliser, report, max_skip_rate, decode)
     else:
-        dataset = _normalise_table(raw, normaliser, report, max_skip_rate, num_proc)
+        dataset = _normalise_table(raw, normaliser, report, max_skip_rate, num_proc, decode)
     return dataset, report
 
 
 def _normalise_table(
-    raw: datasets.Dataset, normaliser: RowNormaliser, report: DataReport, max_skip_rate: float, num_proc: int | None
+    raw: datasets.Dataset,
+    normaliser: RowNormaliser,
+    report: DataReport,
+    max_skip_rate: float,
+    num_proc: int | None,
+    decode: bool = True,
 ) -> datasets.Dataset:
     """Check every row now (cached by `datasets`), count exactly, raise or drop the bad rows."""
     mapped = raw.map(
         normaliser,
         with_indices=True,
         remove_columns=raw.column_names,
-        features=row_features(decode_images=True),  # map never decodes its output: nothing is wasted
+        features=row_features(decode_images=decode),  # map never decodes its output: nothing is wasted
         num_proc=num_proc,
         desc=f"Checking rows of {report.name}",
     )
@@ -160,6 +196,7 @@ def _normalise_stream(
     normaliser: RowNormaliser,
     report: DataReport,
     max_skip_rate: float,
+    decode: bool = True,
 ) -> datasets.IterableDataset:
     """Check rows lazily; the filter counts into `report` and enforces the threshold as rows stream by.
 
@@ -177,7 +214,7 @@ def _normalise_stream(
     logger.info("data %r: streaming; rows are checked and counted as they are read", report.name)
     mapped = raw.map(normaliser, with_indices=True, remove_columns=available, features=row_features(False))
     checked = mapped.filter(count_and_check, input_columns=["id", *_BOOKKEEPING])
-    return checked.remove_columns(_BOOKKEEPING).cast(EXAMPLE_FEATURES)
+    return checked.remove_columns(_BOOKKEEPING).cast(example_features(decode))
 
 
 def _is_kept(drop: str) -> bool:
@@ -212,7 +249,7 @@ def _open_local(
         builder = _FILE_BUILDERS.get(path.suffix)
         if builder is None:
             raise ValueError(f"data source {str(path)!r}: unsupported file type; use .parquet, .jsonl or .json")
-        dataset = datasets.load_dataset(builder, data_files={"train": str(path)}, split="train", streaming=streaming)
+        dataset = _read_files(builder, {"train": str(path)}, "train", streaming)
         return dataset, str(path.parent), str(path)
     if subset is not None and (path / subset).is_dir():
         path = path / subset
@@ -232,7 +269,7 @@ def _open_local(
         raise ValueError(f"{path} has splits {sorted(split_files)}; choose one with `split:`")
     files = split_files[chosen]
     builder = _FILE_BUILDERS[Path(files[0]).suffix]
-    dataset = datasets.load_dataset(builder, data_files={chosen: files}, split=chosen, streaming=streaming)
+    dataset = _read_files(builder, {chosen: files}, chosen, streaming)
     return dataset, str(path), f"{path}:{chosen}"
 
 
@@ -254,16 +291,43 @@ def _data_files_by_split(folder: Path) -> dict[str, list[str]]:
 
 def _open_hub(hub_id: str, split: str | None, subset: str | None, streaming: bool) -> AnyDataset:
     try:
-        loaded = datasets.load_dataset(hub_id, subset, split=split, streaming=streaming)
+        split, data_files = _one_split(hub_id, subset, split)
+        loaded = datasets.load_dataset(hub_id, subset, split=split, streaming=streaming, data_files=data_files)
     except OSError as error:  # ConnectionError (offline, not cached), DatasetNotFoundError, LocalEntryNotFoundError
-        raise DataSourceError(
-            f"could not load dataset {hub_id!r} from the Hugging Face Hub or the local HF cache: {error}\n"
-            f"To train offline, download it on a machine with internet access:\n"
-            f"    hf download {hub_id} --repo-type dataset            (older clients: huggingface-cli download)\n"
-            f"then run with HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1, or download with `--local-dir DIR` and "
-            f"point the recipe's data path at DIR. (No local file or folder named {hub_id!r} exists either.)"
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DataSourceError(  # two lines: what is missing, what to do
+            f"data source {hub_id!r} is no local file or folder, and could not be loaded from the Hugging Face Hub "
+            f"or the local HF cache ({reason});\ndownload it on a machine with internet (`hf download {hub_id} "
+            f"--repo-type dataset`), then run with HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1, or download with "
+            f"`--local-dir DIR` and point the recipe's data path at DIR"
         ) from error
     return _pick_split(loaded, split, hub_id)
+
+
+def _one_split(hub_id: str, subset: str | None, split: str | None) -> tuple[str | None, dict | None]:
+    """`(split, data_files)` that make `load_dataset` download and prepare only the requested split.
+
+    Why: `load_dataset(hub_id, split="rl")` downloads and prepares every split of the release (the ~100 GB `sft`
+    split for a GSPO run) and then returns one. The builder's config lists the data files per split without
+    downloading them; passing just the requested split's files keeps the rest on the Hub. A release with one
+    split (the 123K subset names it `train`) is used for whatever split the recipe asked, with a log line, as
+    local folders are. Anything unusual (a script dataset, no data files) falls back to the plain call.
+    """
+    if split is None:
+        return None, None
+    try:
+        files = datasets.load_dataset_builder(hub_id, subset).config.data_files
+    except Exception:  # noqa: BLE001 - the plain load_dataset call below reports real errors
+        return split, None
+    if not files:
+        return split, None
+    if split not in files and len(files) == 1:
+        only = next(iter(files))
+        logger.info("%s has one split (%r); using it for the requested split %r", hub_id, only, split)
+        split = only
+    if split not in files or len(files) == 1:
+        return split, None
+    return split, {split: list(files[split])}
 
 
 def _pick_split(loaded: Any, split: str | None, name: str) -> AnyDataset:

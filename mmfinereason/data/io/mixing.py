@@ -35,6 +35,7 @@ def load_mixture_with_report(
     num_proc: int | None = None,
     seed: int = 42,
     stopping_strategy: StoppingStrategy = "first_exhausted",
+    image_check: str = "full",
 ) -> tuple[AnyDataset, list[DataReport]]:
     """Load every spec, then interleave them with probabilities proportional to their weights.
 
@@ -62,6 +63,7 @@ def load_mixture_with_report(
             num_proc=num_proc,
             limit=spec.limit,
             name=spec.name,
+            image_check=image_check,
         )
         loaded.append(dataset)
         reports.append(report)

@@ -15,7 +15,7 @@ from typing import Any
 
 import datasets
 
-from mmfinereason.data.io.images import MISSING_IMAGE, BadImageError, rgb_image_bytes
+from mmfinereason.data.io.images import MISSING_IMAGE, BadImageError, checked_image_header, rgb_image_bytes
 from mmfinereason.data.schema import IMAGE_MARKER
 
 # Our name -> candidate source column names, in order of preference. The first candidates are the names of
@@ -122,6 +122,7 @@ class RowNormaliser:
     sources: frozenset[str] | None = None
     pass_rate_range: tuple[float, float] | None = None
     require_consistent: bool = False
+    image_check: str = "full"  # "header": open the header only; the collator decodes (see checked_image_header)
 
     def __call__(self, row: dict[str, Any], index: int) -> dict[str, Any]:
         raw_id = self._get(row, "id")
@@ -173,7 +174,10 @@ class RowNormaliser:
             if value is None:  # a hole in an `images` list: the question's markers no longer line up
                 return MISSING_IMAGE
             try:
-                data, converted_from = rgb_image_bytes(value, self.base_dir)
+                if self.image_check == "header":
+                    data, converted_from = checked_image_header(value, self.base_dir), None
+                else:
+                    data, converted_from = rgb_image_bytes(value, self.base_dir)
             except BadImageError as error:
                 return error.reason
             out["images"].append({"bytes": data, "path": None})

@@ -35,13 +35,17 @@ def load_sources(
     streaming: bool = False,
     max_skip_rate: float = 0.01,
     seed: int = 42,
+    num_proc: int | None = None,
+    image_check: str = "full",
 ):
-    """The weighted mixture of ``specs`` and one combined :class:`DataReport`."""
+    """The weighted mixture of ``specs`` and one combined :class:`DataReport` (keywords: ``load_examples_with_report``)."""
     dataset, reports = load_mixture_with_report(
         [materialise(s) for s in specs],
         streaming=streaming,
         require_response=require_response,
         max_skip_rate=max_skip_rate,
         seed=seed,
+        num_proc=num_proc,
+        image_check=image_check,
     )
     return dataset, DataReport.combine(reports)
