@@ -1,33 +1,42 @@
 """Data at scale (issue 15): from the command to the first optimizer step on MMFineReason-1.8M, measured and
 extrapolated — today's single-process uncached path side by side with the prepared-once path.
 
-    python bench/data_scale.py                  # 300 rows, num_proc 2, ~6 min on 2 cores
+    python bench/data_scale.py                  # 1,000 and 4,000 rows, num_proc 2, ~10 min on 2 cores
     python bench/data_scale.py --rows 3000 --num-proc 16 --stream-rows 10000,100000   # a real node
 
-Data: ``--rows`` MMFineReason-shaped rows in one parquet file — a JPEG "diagram" of 384–1024 px a side (lines,
-boxes, text on white; ~40–60 KB like the ~100 GB release), a question with ``<image>``, a log-normal response
-with a mean of ~2,900 tokens of the real tokenizer (the tiny tokenizer cuts the same words into ~2x more tokens,
-so its length figures are pessimistic), and ~1% bad rows (truncated JPEG bodies, garbage bytes, empty responses).
+Data: MMFineReason-shaped rows in a parquet file — a JPEG "diagram" of 384–1024 px a side (lines, boxes, text on
+white; ~40–60 KB like the ~100 GB release; 300 distinct ones, reused), a question with ``<image>``, a log-normal
+response of ~2,230 words (~2,900 tokens of the real tokenizer; the tiny tokenizer makes ~4x more tokens of them,
+but the cost of counting is per *word* — measured: a 1k and an 8k vocabulary cost the same per row) drawn Zipf-like
+from a 31k-word vocabulary, so the per-piece counter keeps meeting new words, and ~1% bad rows (truncated JPEG
+bodies, garbage bytes, empty responses).
 
-Measured per row, each arm in its own process (cold = empty ``datasets`` and length caches), as seconds/row:
+Every arm runs in its own process (cold = empty ``datasets`` and length caches) on two files, ``--rows`` and
+``--scale`` x ``--rows`` distinct rows, and is reported as a per-row slope (the difference of the two times over
+the difference of the rows: what grows with the data) and a fixed cost (imports, process pools, cache lookups: paid
+once). Extrapolating a one-size time per row would multiply fixed costs by 1.8M/rows.
 
-* ``check``: the up-front row check — ``full`` (today: every image decoded, one process), ``header`` (open the
+* ``check``: the up-front row check — ``full`` (before: every image decoded, one process), ``header`` (open the
   header only) in 1 and ``--num-proc`` processes, and ``warm`` (the ``datasets`` cache of a previous run);
-* ``lengths``: the token-budget length pass — ``uncached`` (today: one process, every start, every rank),
-  the length index ``cold`` in 1 and ``--num-proc`` processes, and ``warm`` (read back);
+* ``lengths``: the token-budget length pass — ``uncached`` (before: the tokenizer, one process, every start,
+  every rank), the length index ``cold`` in 1 and ``--num-proc`` processes (per-piece token counts,
+  data/batching/token_counts.py), and ``warm`` (read back);
+* ``sampler_seconds_1p8m``: building the token-budget sampler's first epoch over 1.8M lengths drawn like the
+  rows' (measured at full size, not extrapolated);
 * ``first_step_seconds``: wall time from ``accelerate launch`` (2 CPU processes, gloo) of a tiny-model SFT with
-  ``tokens_per_batch`` to the first trained step, cold / warm (requeue) / streaming, plus the same launch with
-  today's settings (full check, no num_proc; the length index is emptied before the run);
-* ``peak_rss_mb`` of each arm, and streaming's peak RSS after ``--stream-rows`` rows (flat = no growth).
+  ``tokens_per_batch`` to the first trained step on the small file, cold / warm (requeue) / streaming, plus the
+  same launch with the full image check in one process;
+* ``peak_rss_mb`` of each arm, and the streaming arm's resident memory after ``--stream-rows`` rows (flat = no growth).
 
-Extrapolation to R = 1,800,000 rows on one node with C = 16 cores and 8 ranks (``first_step_minutes_1p8m_16cores``):
+Extrapolation to R = 1,800,000 rows on one node with C = 16 cores and 8 ranks (``first_step_minutes_1p8m_16cores``),
+per-row figures being the slopes:
 
-    startup  = first_step_seconds.warm  - rows x (check.warm + lengths.warm)           (imports, model, DDP)
-    cold     = startup + R x (check.header_1p + lengths.cold_1p) / (C x efficiency)
-               efficiency = measured speed-up of --num-proc over 1 process / --num-proc   (capped at 1)
-    warm     = startup + R x (check.warm + lengths.warm)            (every rank reads the caches in parallel)
-    streaming= startup + buffer x (check.header_1p + lengths.cold_1p)        (one 1,024-row buffer per rank)
-    before   = startup + R x (check.full + lengths.uncached)   (today: each rank alone, one process, every start)
+    startup  = first_step_seconds.warm - rows x (check.warm + lengths.warm)      (imports, model, DDP, fixed costs)
+    cold     = startup + R x (check.header_1p + lengths.cold_1p) / (C x efficiency) + sampler
+               efficiency = the measured speed-up of --num-proc processes over 1, / --num-proc (capped at 1)
+    warm     = startup + R x (check.warm + lengths.warm) + sampler
+    streaming= startup + buffer x (check.header_1p + lengths.cold_1p)         (one 1,024-row buffer per rank)
+    before   = startup + R x (check.full + lengths.uncached) + sampler     (each rank alone, one process, every start)
 
 Prints one JSON line.
 """
@@ -36,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import math
 import os
@@ -56,8 +66,12 @@ REAL_ROWS = 1_800_000
 NODE_CORES = 16
 NODE_RANKS = 8
 MEAN_TOKENS = 2900
+IMAGE_TOKENS = 400  # a 384-1024 px diagram at max_pixels 768^2: 150-576 tokens
 WORDS = ("the angle ABC equals forty degrees so the opposite side is longer than the adjacent one hence by the "
          "law of sines we find x equals seven point five and the area of triangle is half base times height").split()
+LATEX = ["$", "\\frac{", "}{", "}", "\\sqrt{", "^2", "=", "+", "-", "\\cdot", "(", ")", ",", ".", "\n\n", "\\angle", "°"]
+DISTINCT_IMAGES = 300  # drawn, then reused: decode / header costs depend on the size, not on distinctness
+VOCABULARY = 30_000  # distinct words a trace draws from (Zipf): the per-piece counter meets new pieces all along
 MAX_PIXELS = 589824
 MAX_LENGTH = 32768
 LAUNCH_LENGTH = 8192  # the launches' rows: what is timed is the way to step 1, not a 32K CPU step (minutes here)
@@ -90,12 +104,13 @@ def build_rows(path: Path, n: int, seed: int = 0) -> dict:
     import datasets
 
     rng = random.Random(seed)
-    sigma = 0.8
-    mu = math.log(MEAN_TOKENS / 1.3) - sigma**2 / 2  # ~1.3 real tokens a word
+    vocab = _vocabulary()
+    weights = [1 / (k + 1) for k in range(len(vocab))]  # Zipf: a few words everywhere, a long tail
+    images = [diagram(rng) for _ in range(min(n, DISTINCT_IMAGES))]
     rows, bad = [], 0
     for i in range(n):
-        data = diagram(rng)
-        words = " ".join(rng.choice(WORDS) for _ in range(max(5, int(rng.lognormvariate(mu, sigma)))))
+        data = images[i % len(images)]
+        words = " ".join(rng.choices(vocab, cum_weights=_cumulative(weights), k=trace_words(rng)))
         response = f"<think>{words}</think> <answer>{i % 10}</answer>"
         kind = i % 100
         if kind == 37:
@@ -112,6 +127,29 @@ def build_rows(path: Path, n: int, seed: int = 0) -> dict:
                                   "qwen3vl_235b_thinking_response": datasets.Value("string")})
     datasets.Dataset.from_list(rows, features=features).to_parquet(str(path))
     return {"rows": n, "bad_rows": bad, "mb": round(path.stat().st_size / 2**20, 1)}
+
+
+def trace_words(rng: random.Random) -> int:
+    """Words of one trace: log-normal, a mean of ~2,900 real tokens at ~1.3 tokens a word."""
+    sigma = 0.8
+    mu = math.log(MEAN_TOKENS / 1.3) - sigma**2 / 2
+    return max(5, int(rng.lognormvariate(mu, sigma)))
+
+
+def _vocabulary() -> list[str]:
+    rng = random.Random(1234)
+    made = {"".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 11)))
+            for _ in range(VOCABULARY)}
+    return WORDS + LATEX + sorted(made) + [str(k) for k in range(1000)]
+
+
+_CUMULATIVE: dict[int, list[float]] = {}
+
+
+def _cumulative(weights: list[float]) -> list[float]:
+    if len(weights) not in _CUMULATIVE:
+        _CUMULATIVE[len(weights)] = list(itertools.accumulate(weights))
+    return _CUMULATIVE[len(weights)]
 
 
 # ---------------------------------------------------------------------------------------------- arms
@@ -132,22 +170,21 @@ def arm(name: str, rows: str, num_proc: int, cache: str, extra: str) -> dict:
         start = time.perf_counter()
         dataset = load_examples(rows, image_check=image_check, num_proc=num, max_skip_rate=0.05)
         return {"seconds": time.perf_counter() - start, "kept": len(dataset)}
-    dataset = load_examples(rows, image_check="header", max_skip_rate=0.05)
-    collator = _collator()
-    if name == "lengths_uncached":
-        from mmfinereason.data.batching.lengths import example_lengths
+    if name == "sampler":  # at full size: 1.8M lengths drawn like the rows' (real-tokenizer tokens + image)
+        from mmfinereason.data.batching.sampler import TokenBudgetBatchSampler
 
+        mean = int(extra)
+        rng = random.Random(0)
+        lengths = [min(MAX_LENGTH, max(64, int(trace_words(rng) * mean / (MEAN_TOKENS / 1.3)))) for _ in range(REAL_ROWS)]
         start = time.perf_counter()
-        lengths = example_lengths(dataset, collator)
-    elif name.startswith("lengths"):
-        from mmfinereason.data.batching.length_index import load_or_build
-
-        start = time.perf_counter()
-        lengths, built = load_or_build(dataset, collator, num_proc=num, cache_dir=extra)
-        assert built == (name != "lengths_warm"), (name, built)
-    elif name == "stream":
+        sampler = TokenBudgetBatchSampler(lengths, 2 * MAX_LENGTH, row_length=MAX_LENGTH, seed=0)
+        batches = len(sampler)
+        next(iter(sampler))
+        return {"seconds": time.perf_counter() - start, "batches": batches}
+    if name == "stream":  # before any map-style load: its RSS is the stream's own
         from mmfinereason.data.batching.streaming import StreamingTokenBudget
 
+        collator = _collator()
         stream = load_examples(rows, streaming=True, image_check="header", max_skip_rate=0.05)
         batcher = StreamingTokenBudget(stream, collator, 2 * MAX_LENGTH, row_length=MAX_LENGTH, buffer_size=256,
                                        seed=0, rank=0, world_size=1)
@@ -156,14 +193,38 @@ def arm(name: str, rows: str, num_proc: int, cache: str, extra: str) -> dict:
         for batch in batcher:
             seen += len(batch)
             if seen >= targets[len(marks)]:
-                marks[str(targets[len(marks)])] = _rss_mb()
+                marks[str(targets[len(marks)])] = _current_rss_mb()
                 if len(marks) == len(targets):
                     break
         return {"seconds": time.perf_counter() - start, "rss_mb_after_rows": marks}
+    dataset = load_examples(rows, image_check="header", max_skip_rate=0.05)
+    collator = _collator()
+    if name == "lengths_uncached":  # before: the tokenizer counts every token (no per-piece shortcut)
+        from mmfinereason.data.batching import lengths as lengths_module
+        from mmfinereason.data.batching.lengths import example_lengths
+        from mmfinereason.data.batching.token_counts import TokenCounter
+
+        exact = TokenCounter(collator.tokenizer)
+        exact.fast = False
+        lengths_module.counter_for = lambda tokenizer: exact
+        start = time.perf_counter()
+        lengths = example_lengths(dataset, collator)
+    elif name.startswith("lengths"):
+        from mmfinereason.data.batching.length_index import load_or_build
+
+        start = time.perf_counter()
+        lengths, built = load_or_build(dataset, collator, num_proc=num, cache_dir=extra)
+        assert built == (name != "lengths_warm"), (name, built)
     else:
         raise ValueError(name)
     tokens = [n for n in lengths if n]
     return {"seconds": time.perf_counter() - start, "mean_tokens": sum(tokens) / max(1, len(tokens))}
+
+
+def _current_rss_mb() -> float:
+    """Resident memory now (not the peak: a stream must not grow, whatever the imports peaked at)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _rss_mb() -> float:
@@ -209,7 +270,8 @@ def first_step(rows: Path, out: Path, env: dict, settings: list[str]) -> float:
 # ---------------------------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=300)
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--scale", type=int, default=4, help="the large file has scale x rows")
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--stream-rows", default="", help="e.g. 10000,100000 (default: rows,10*rows)")
     parser.add_argument("--work-dir", default=None)
@@ -224,8 +286,11 @@ def main() -> None:
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="data_scale-"))
     work.mkdir(parents=True, exist_ok=True)
-    rows = work / "rows.parquet"
-    data = build_rows(rows, args.rows)
+    n, p = args.rows, args.num_proc
+    sizes = {"small": n, "large": n * args.scale}
+    files = {size: work / f"rows-{rows}.parquet" for size, rows in sizes.items()}
+    data = {size: build_rows(files[size], rows, seed=i) for i, (size, rows) in enumerate(sizes.items())}
+    rows = files["small"]
     base = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
     def env_with(cache: str, index: str | None = None) -> dict:
@@ -234,14 +299,20 @@ def main() -> None:
             env["MMFINEREASON_LENGTH_INDEX"] = str(work / index)
         return env
 
-    n, p = args.rows, args.num_proc
-    per_row, rss = {}, {}
+    per_row, fixed, rss = {}, {}, {}
 
-    def measure(key: str, name: str, cache: str, extra: str = "") -> dict:
-        result = run_arm(name, rows, p, env_with(cache), extra)
-        per_row[key] = result["seconds"] / n
-        rss[key] = result["peak_rss_mb"]
-        print(f"{key}: {per_row[key] * 1000:.2f} ms/row, peak RSS {rss[key]} MB", file=sys.stderr, flush=True)
+    def measure(key: str, name: str, cache: str, index: str = "") -> dict:
+        """The arm on both files: per-row slope and fixed cost."""
+        seconds = {}
+        for size, path in files.items():
+            extra = str(work / f"{index}-{size}") if index else ""
+            result = run_arm(name, path, p, env_with(f"{cache}-{size}"), extra)
+            seconds[size] = result["seconds"]
+            rss[key] = max(rss.get(key, 0), result["peak_rss_mb"])
+        per_row[key] = max(0.0, (seconds["large"] - seconds["small"]) / (sizes["large"] - sizes["small"]))
+        fixed[key] = max(0.0, seconds["small"] - sizes["small"] * per_row[key])
+        print(f"{key}: {per_row[key] * 1000:.3f} ms/row + {fixed[key]:.2f} s fixed, peak RSS {rss[key]} MB",
+              file=sys.stderr, flush=True)
         return result
 
     measure("check.full", "check_full", "ds_full")
@@ -249,11 +320,13 @@ def main() -> None:
     measure("check.header_np", "check_header_np", "ds_np")
     measure("check.warm", "check_header", "ds_np")
     lengths = measure("lengths.uncached", "lengths_uncached", "ds_np")
-    measure("lengths.cold_1p", "lengths_cold", "ds_np", str(work / "idx_1p"))
-    measure("lengths.cold_np", "lengths_cold_np", "ds_np", str(work / "idx_np"))
-    measure("lengths.warm", "lengths_warm", "ds_np", str(work / "idx_np"))
+    measure("lengths.cold_1p", "lengths_cold", "ds_np", "idx_1p")
+    measure("lengths.cold_np", "lengths_cold_np", "ds_np", "idx_np")
+    measure("lengths.warm", "lengths_warm", "ds_np", "idx_np")
+    sampler = run_arm("sampler", rows, p, env_with("ds_np-small"), str(MEAN_TOKENS + IMAGE_TOKENS))
+    print(f"sampler over {REAL_ROWS:,} lengths: {sampler['seconds']:.1f} s", file=sys.stderr, flush=True)
     stream_rows = args.stream_rows or f"{n},{10 * n}"
-    stream = run_arm("stream", rows, p, env_with("ds_np"), stream_rows)
+    stream = run_arm("stream", files["large"], p, env_with("ds_np-large"), stream_rows)
 
     # First step under accelerate launch, 2 processes; the length index goes to MMFINEREASON_LENGTH_INDEX.
     def launch_env(cache: str, index: str) -> dict:
@@ -275,20 +348,24 @@ def main() -> None:
     efficiency = min(1.0, speedup / p)
     startup = max(0.0, steps["warm"] - n * (per_row["check.warm"] + per_row["lengths.warm"]))
     cold_row = per_row["check.header_1p"] + per_row["lengths.cold_1p"]
+    sampler_s = sampler["seconds"]
     minutes = {
-        "cold": (startup + REAL_ROWS * cold_row / (NODE_CORES * efficiency)) / 60,
-        "warm": (startup + REAL_ROWS * (per_row["check.warm"] + per_row["lengths.warm"])) / 60,
+        "cold": (startup + REAL_ROWS * cold_row / (NODE_CORES * efficiency) + sampler_s) / 60,
+        "warm": (startup + REAL_ROWS * (per_row["check.warm"] + per_row["lengths.warm"]) + sampler_s) / 60,
         "streaming": (startup + 1024 * cold_row) / 60,
-        "before": (startup + REAL_ROWS * (per_row["check.full"] + per_row["lengths.uncached"])) / 60,
+        "before": (startup + REAL_ROWS * (per_row["check.full"] + per_row["lengths.uncached"]) + sampler_s) / 60,
     }
     marks = stream["rss_mb_after_rows"]
     first, last = marks[min(marks, key=int)], marks[max(marks, key=int)]
     result = {
         "data": data,
+        "method": "per-row figures are slopes between the small and the large file; fixed costs apart",
         "num_proc": p,
         "cpu_cores_here": os.cpu_count(),
         "mean_tokens_tiny_tokenizer": round(lengths["mean_tokens"]),
         "ms_per_row": {k: round(v * 1000, 3) for k, v in per_row.items()},
+        "fixed_seconds": {k: round(v, 2) for k, v in fixed.items()},
+        "sampler_seconds_1p8m": round(sampler_s, 1),
         "num_proc_speedup": round(speedup, 2),
         "peak_rss_mb": {k: round(v) for k, v in rss.items()},
         "streaming_rss_mb_after_rows": {k: round(v) for k, v in marks.items()},

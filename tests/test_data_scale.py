@@ -135,6 +135,25 @@ def test_header_check_defers_a_truncated_image_to_the_collator_which_counts_and_
         collator_for(tiny_processor)([rows["r0"], rows["r3"], rows["r3"]])
 
 
+def test_a_first_batch_of_only_bad_rows_trains_a_replacement_from_the_training_set(tmp_path, tiny_processor):
+    """A rank's very first batch has no spare yet: it takes the first usable training row (found by the benchmark:
+    with one long example per token budget, a rank whose first row was a truncated JPEG crashed the launch)."""
+    path = write_rows(tmp_path / "bad.parquet", 6, truncated=(0, 1))
+    dataset = load_examples(str(path), max_skip_rate=1.0, image_check="header")
+    first_two = [dataset[0], dataset[1]]  # r0 and r1: their bodies are cut
+    collator = collator_for(tiny_processor)
+    with pytest.raises(ValueError, match="2 with an image that does not decode, 0 exceeded max_length"):
+        collator(first_two)
+    collator = collator_for(tiny_processor)
+    collator.replacements = dataset
+    batch = collator(first_two)
+    assert batch["input_ids"].shape[0] == 1 and collator.stats["replaced"] == 1
+    skipped = sum(v for k, v in collator.stats.items() if k.startswith("skipped_"))
+    assert skipped == 4  # the batch's two, then r0 and r1 again as candidates
+    tokens = batch["input_ids"][0][batch["labels"][0] != -100]
+    assert tiny_processor.tokenizer.decode(tokens).startswith(dataset[2]["response"][:20])  # r2 stood in
+
+
 def batch_ids(batcher, n: int) -> list[list[str]]:
     out = []
     for batch in batcher:

@@ -279,6 +279,29 @@ def test_gradient_accumulation_counts_tokens_across_packed_micro_batches(tiny, t
 
 
 # ---------------------------------------------------------------------------------------------- sampler
+def test_first_fit_decreasing_is_textbook_ffd_on_random_inputs():
+    """The skip-the-closed-bins scan (packing.py) must place every item where plain first-fit-decreasing does:
+    the sampler's batches, and so resumes across versions, depend on it."""
+
+    def textbook(lengths, capacity):
+        bins, room = [], []
+        for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+            b = next((b for b, free in enumerate(room) if lengths[i] <= free), None)
+            if b is None:
+                bins.append([i])
+                room.append(capacity - lengths[i])
+            else:
+                bins[b].append(i)
+                room[b] -= lengths[i]
+        return bins
+
+    rng = random.Random(0)
+    for _ in range(300):
+        capacity = rng.randint(20, 3000)
+        lengths = [rng.randint(1, capacity) for _ in range(rng.randint(0, 200))]
+        assert first_fit_decreasing(lengths, capacity) == textbook(lengths, capacity)
+
+
 def test_first_fit_decreasing_fills_bins():
     rng = random.Random(0)
     lengths = [rng.randint(1, 100) for _ in range(300)]

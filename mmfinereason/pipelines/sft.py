@@ -33,6 +33,8 @@ def build_sft(recipe: Recipe, model=None, processor=None):
     train_dataset, report = load_train_data(recipe)
     logger.info(report.summary())
     collator = make_collator(recipe, processor, model)
+    if not recipe.data.streaming:  # a rank whose first batch is all bad rows trains a replacement, never crashes
+        collator.replacements = train_dataset
     trainer = SFTTrainer(
         model=model,
         args=recipe.train,

@@ -38,6 +38,9 @@ OVERLONG_POLICIES = ("truncate", "drop")
 LATE_CHECK_AFTER = 200  # examples decoded before the collator judges the late skip rate (less is noise)
 
 
+REPLACEMENT_TRIES = 256  # rows of the training set tried for a replacement before giving up with an error
+
+
 class MultimodalCollator:
     """Render, tokenise, label, truncate and batch (padded or packed) normalised examples.
 
@@ -101,6 +104,9 @@ class MultimodalCollator:
         self.max_skip_rate = max_skip_rate
         self.late_report = DataReport(name="images decoded in the collator")
         self._spare: EncodedExample | None = None
+        # Where a replacement comes from when a rank's *first* batch has no usable example (no spare yet): the
+        # training set (map-style; the pipeline sets it). Its first usable row, found deterministically.
+        self.replacements = None
         if packing and model is None:
             raise ValueError(
                 "packing=True needs the model (MultimodalCollator(processor, max_length, packing=True, model=model)) "
@@ -174,6 +180,27 @@ class MultimodalCollator:
         if self.late_report.seen >= LATE_CHECK_AFTER:
             self.late_report.check(self.max_skip_rate)
 
+    def _first_usable_replacement(self) -> EncodedExample | None:
+        """The first encodable row of ``replacements`` (at most ``REPLACEMENT_TRIES`` rows are tried), or None."""
+        source = self.replacements
+        if source is None:
+            return None
+        for index in range(min(len(source), REPLACEMENT_TRIES)):
+            encoded = self.encode(source[index])
+            if encoded is not None:
+                return encoded
+        return None
+
+    def _why_nothing_usable(self, before: Counter, size: int) -> str:
+        delta = {k: v - before.get(k, 0) for k, v in self.stats.items() if v - before.get(k, 0) > 0}
+        overlong = delta.get("dropped_overlong", 0)
+        images = sum(v for k, v in delta.items() if k.startswith("skipped_"))
+        causes = f"{images} with an image that does not decode, {overlong} exceeded max_length={self.max_length} " \
+                 f"under overlong_examples={self.overlong!r}"
+        return (f"no example of this batch of {size} could be used ({causes}), and no usable replacement was found "
+                "among the first rows of the training set; check the data (`mmfinereason plan` / the skip report) or "
+                "raise data.max_length / lower data.max_pixels")
+
     # ------------------------------------------------------------------ batching
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """The batch of ``examples``; those that cannot be used are dropped (and counted).
@@ -183,17 +210,15 @@ class MultimodalCollator:
         still runs the same number of steps and no collective waits for a rank that skipped one.
         """
         before = snapshot(self.stats)
+        counts_before = Counter(self.stats)
         encoded = [e for e in (self.encode(x) for x in examples) if e is not None]
-        if not encoded and self._spare is not None:
-            encoded = [self._spare]
-            self.stats["replaced"] += 1
-        if encoded:
-            self._spare = encoded[0]
         if not encoded:
-            raise ValueError(
-                f"every example of this batch exceeded max_length={self.max_length} even without its response "
-                "(its question and images alone are longer); raise max_length or lower max_pixels"
-            )
+            spare = self._spare if self._spare is not None else self._first_usable_replacement()
+            if spare is None:
+                raise ValueError(self._why_nothing_usable(counts_before, len(examples)))
+            encoded = [spare]
+            self.stats["replaced"] += 1
+        self._spare = encoded[0]
         if self.packing:
             batch = pack_examples(encoded, self.max_length, self.model, self.pad_token_id, self.pad_to_multiple_of)
         else:

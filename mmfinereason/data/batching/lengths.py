@@ -12,6 +12,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+from mmfinereason.data.batching.token_counts import counter_for
 from mmfinereason.data.chat import render_prompt, response_after_prompt
 
 
@@ -65,10 +66,10 @@ def batch_lengths(
     prompts = [
         render_prompt(collator.processor, q, len(sizes), collator.system_prompt) for q, sizes in zip(questions, image_sizes)
     ]
-    prompt_lens = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    count = counter_for(tokenizer)  # exact counts, without building token lists (token_counts.py)
+    prompt_lens = count(prompts)
     # as collator.encode: a Thinking template's opened <think> is not repeated in the target
-    completions = [response_after_prompt(p, r or "") + collator.end_of_turn for p, r in zip(prompts, responses)]
-    completion_lens = [len(ids) for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]
+    completion_lens = count([response_after_prompt(p, r or "") + collator.end_of_turn for p, r in zip(prompts, responses)])
     out: list[int | None] = []
     for prompt_len, completion_len, sizes in zip(prompt_lens, completion_lens, image_sizes):
         # The rendered prompt holds one <|image_pad|> per image; the processor expands each to its grid.

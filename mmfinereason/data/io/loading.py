@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -173,8 +174,10 @@ def _normalise_table(
 ) -> datasets.Dataset:
     """Check every row now (cached by `datasets`), count exactly, raise or drop the bad rows."""
     mapped = raw.map(
-        normaliser,
+        BatchedRows(normaliser),
         with_indices=True,
+        batched=True,
+        batch_size=256,
         remove_columns=raw.column_names,
         features=row_features(decode_images=decode),  # map never decodes its output: nothing is wasted
         num_proc=num_proc,
@@ -188,6 +191,22 @@ def _normalise_table(
     if report.kept < report.seen:
         mapped = mapped.filter(_is_kept, input_columns="_drop", num_proc=num_proc, desc="Dropping skipped rows")
     return mapped.remove_columns(_BOOKKEEPING)
+
+
+@dataclass(frozen=True)
+class BatchedRows:
+    """``datasets.map(batched=True)`` adapter of a per-row function: the same rows out, without ``datasets``'
+    per-row formatting (measured: ~40% of the up-front check's time at MMFineReason's row size)."""
+
+    per_row: Any
+
+    def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        columns = list(batch)
+        out: dict[str, list] = {}
+        for j, index in enumerate(indices):
+            for key, value in self.per_row({c: batch[c][j] for c in columns}, index).items():
+                out.setdefault(key, []).append(value)
+        return out
 
 
 def _normalise_stream(
