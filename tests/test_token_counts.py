@@ -100,3 +100,9 @@ def test_the_verification_sample_keeps_running(tiny_processor, monkeypatch):
     counter = TokenCounter(tiny_processor.tokenizer)
     counter(texts(5, STABLE, 100))
     assert counter.stats["verified"] == 3 + 10  # the first 3, then the 10th, 20th, ..., 100th
+
+
+def test_one_counter_per_tokenizer_so_the_memo_outlives_a_batch(tiny_processor):
+    from mmfinereason.data.batching.token_counts import counter_for
+
+    assert counter_for(tiny_processor.tokenizer) is counter_for(tiny_processor.tokenizer)
