@@ -29,7 +29,7 @@ import torch
 
 from mmfinereason.data.chat import render_prompt, response_after_prompt
 from mmfinereason.data.batching.packing import pack_examples
-from mmfinereason.data.batching.worker_counts import attach_counts, snapshot
+from mmfinereason.data.batching.worker_counts import COUNTED, attach_counts, snapshot
 from mmfinereason.data.io.images import BadImageError, to_rgb_image
 from mmfinereason.data.io.report import DataReport
 from mmfinereason.data.schema import IGNORE_INDEX, EncodedExample, pad_examples
@@ -191,10 +191,7 @@ class MultimodalCollator:
                 return encoded
         return None
 
-    def _why_nothing_usable(self, before: Counter, size: int) -> str:
-        delta = {k: v - before.get(k, 0) for k, v in self.stats.items() if v - before.get(k, 0) > 0}
-        overlong = delta.get("dropped_overlong", 0)
-        images = sum(v for k, v in delta.items() if k.startswith("skipped_"))
+    def _why_nothing_usable(self, images: int, overlong: int, size: int) -> str:
         causes = f"{images} with an image that does not decode, {overlong} exceeded max_length={self.max_length} " \
                  f"under overlong_examples={self.overlong!r}"
         return (f"no example of this batch of {size} could be used ({causes}), and no usable replacement was found "
@@ -210,12 +207,14 @@ class MultimodalCollator:
         still runs the same number of steps and no collective waits for a rank that skipped one.
         """
         before = snapshot(self.stats)
-        counts_before = Counter(self.stats)
+        bad_images_before = self.late_report.num_skipped
         encoded = [e for e in (self.encode(x) for x in examples) if e is not None]
         if not encoded:
             spare = self._spare if self._spare is not None else self._first_usable_replacement()
             if spare is None:
-                raise ValueError(self._why_nothing_usable(counts_before, len(examples)))
+                overlong = self.stats["dropped_overlong"] - dict(zip(COUNTED, before))["dropped_overlong"]
+                bad_images = self.late_report.num_skipped - bad_images_before
+                raise ValueError(self._why_nothing_usable(bad_images, overlong, len(examples)))
             encoded = [spare]
             self.stats["replaced"] += 1
         self._spare = encoded[0]

@@ -65,7 +65,7 @@ def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
     bins: list[list[int]] = []
     room: list[int] = []
     # Bins that can still take the smallest item, in creation order: a bin with less room than that is never
-    # chosen again, so leaving it out of the scan changes nothing but the time (1.8M lengths: ~10x faster).
+    # chosen again, so leaving it out of the scan changes nothing but the time (1.8M lengths: ~25% faster).
     smallest = min(lengths, default=0)
     open_bins: list[int] = []
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
