@@ -229,7 +229,8 @@ def test_second_update_of_a_rollout_batch_is_off_policy_and_clipped(tmp_path):
 
     trainer = make_trainer(
         tmp_path, reward_funcs=[reward], reward_weights=None, overlong_completions="none", num_generations=2,
-        per_device_train_batch_size=8, steps_per_generation=2, max_steps=2, dynamic_sampling_max_retries=1,
+        per_device_train_batch_size=8, steps_per_generation=2, max_steps=2, dynamic_sampling=True,
+        dynamic_sampling_max_retries=1,
     )
     assert trainer.args.gradient_accumulation_steps == 1 and trainer.args.generation_batch_size == 16
     logps_calls: list[tuple[bool, torch.Tensor]] = []
@@ -346,7 +347,7 @@ def refill_setup(tmp_path, num_count_groups: int, max_retries: int):
     """A trainer with the reward above, and 4 groups of 2 of which ``num_count_groups`` carry no signal."""
     trainer = make_trainer(
         tmp_path, reward_funcs=[no_signal_on_count], reward_weights=None, per_device_train_batch_size=8,
-        dynamic_sampling_max_retries=max_retries,
+        dynamic_sampling=True, dynamic_sampling_max_retries=max_retries,
     )
     trainer.model.train()
     data = trainer.train_dataset

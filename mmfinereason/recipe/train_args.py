@@ -154,11 +154,19 @@ class GSPOConfig(StageArgumentsMixin, TRLGRPOConfig):
         metadata={"help": "One weight per entry of reward_funcs (the overlong penalty's weight is separate)."},
     )
     dynamic_sampling: bool = field(
-        default=True,
-        metadata={"help": "Drop groups whose rewards all agree and refill the batch from further prompts (DAPO)."},
+        default=False,
+        metadata={"help": "Drop groups whose rewards all agree and refill the batch from further prompts (DAPO). Off "
+                  "by default, as in the paper: on the tiny task the refills cost a generation round a step and "
+                  "bought nothing measurable (docs/gspo-study-task-v5.md)."},
     )
     dynamic_sampling_max_retries: int = field(
         default=3, metadata={"help": "Extra generation rounds per step at most; then zero-signal groups fill the gap."}
+    )
+    skip_zero_advantage_rows: bool = field(
+        default=True,
+        metadata={"help": "Leave rows with advantage 0 (every rollout of the prompt scored the same) out of the loss "
+                  "forward/backward, rescaled so loss and gradient equal the full batch's; exact when beta is 0 "
+                  "(otherwise ignored). The logged entropy and clip ratios then cover the computed rows."},
     )
     overlong_completions: str = field(
         default="mask",

@@ -88,6 +88,18 @@ def _place(n: int, size: tuple[int, int], radius: tuple[int, int], rng: random.R
     return placed
 
 
+def _place_exactly(n: int, size: tuple[int, int], radius: tuple[int, int], rng: random.Random):
+    """``n`` non-overlapping positions, or None when a few tries cannot fit them all.
+
+    Why not keep what fits: for a comparison, truncating the draw changes its answer, always toward 'yes'.
+    """
+    for _ in range(8):
+        spots = _place(n, size, radius, rng)
+        if len(spots) == n:
+            return spots
+    return None
+
+
 def _radius(difficulty: int) -> tuple[int, int]:
     return ((22, 30), (12, 17), (8, 12))[difficulty]
 
@@ -133,7 +145,7 @@ def _count_item(difficulty: int, size, rng):
     target = rng.randint(1, (3, 5, 6)[difficulty])
     distractors = rng.randint(0, (1, 2, 3)[difficulty])
     spots = _place(target + distractors, size, _radius(difficulty), rng)
-    target = min(target, len(spots))
+    target = min(target, len(spots))  # what fits: small counts are the common answers (few large shapes fit)
     others = [k for k in SHAPES if k != kind]
     items = [
         Item(kind if i < target else rng.choice(others), rng.choice(list(COLORS)), x, y, r)
@@ -168,12 +180,16 @@ def _shape_item(difficulty: int, size, rng):
 def _compare_item(difficulty: int, size, rng):
     a, b = rng.sample(list(COLORS), 2)
     top = (3, 4, 5)[difficulty]
-    na, nb = rng.randint(0, top), rng.randint(0, top)
-    if na == nb:
-        na += 1
-    spots = _place(na + nb, size, _radius(difficulty), rng)
-    na = min(na, len(spots))
-    nb = len(spots) - na
+    # Half the items answer 'yes'. Drawing both counts freely, bumping ties to 'yes' and truncating to the
+    # shapes that fit made ~2/3 of them 'yes' (task v5): the SFT model's compare accuracy was mostly that prior,
+    # and GSPO drifted onto the majority wherever the model could not count the colours (issue 17) — an answer
+    # attractor the task itself had planted. Ties are 'no' items ("not more"); a draw that does not fit is redrawn.
+    more = rng.random() < 0.5
+    spots = None
+    while spots is None:  # terminates: (1, 0) and (0, 1) always fit
+        na, nb = rng.randint(0, top), rng.randint(0, top)
+        if na + nb > 0 and (na > nb) == more:
+            spots = _place_exactly(na + nb, size, _radius(difficulty), rng)
     items = [Item(rng.choice(SHAPES), a if i < na else b, x, y, r) for i, (x, y, r) in enumerate(spots)]
     rng.shuffle(items)
     answer = "yes" if na > nb else "no"

@@ -75,6 +75,9 @@ def _check(batch: dict[str, Any]) -> None:
 def select_rows(batch: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
     """The generation batch restricted to ``rows`` (``num_items_in_batch`` is left to the caller)."""
     _check(batch)
+    if "pixel_values" in batch and "num_images" not in batch:
+        raise ValueError("a generation batch with pixel_values but no num_images: which rows own which image "
+                         "patches is unknown, so rows cannot be selected")
     rows_list = rows.tolist()
     out: dict[str, Any] = {}
     per_image = {}

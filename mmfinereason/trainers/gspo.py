@@ -13,6 +13,8 @@ loss, buffering of ``steps_per_generation`` slices, checkpointing, logging. What
   prompts, with a bounded number of retries — TRL has no such filter;
 * **overlong completions**: masked from the loss (TRL's ``mask_truncated_completions``) or penalised (DAPO's soft
   length penalty from :mod:`mmfinereason.rewards`), chosen by ``train.overlong_completions``;
+* **zero-advantage rows left out of the loss** (:mod:`.zero_advantage`): the same loss and gradient without the
+  forward/backward of rollouts that cannot move the policy;
 * **rewards by name** in the recipe (``accuracy``, ``format`` or a dotted import path);
 * **metrics TRL lacks**: reward per ``source``, accuracy and format rate, fraction of zero-variance groups and of
   filtered groups, tokens per second; the resolved recipe saved with every checkpoint.
@@ -37,6 +39,7 @@ from mmfinereason.rewards.registry import resolve_reward
 from mmfinereason.trainers.run_files import RecipeCheckpointMixin
 from mmfinereason.trainers.throughput import TokenRate
 from mmfinereason.trainers.vllm_engine import vllm_context
+from mmfinereason.trainers.zero_advantage import kept_batch, skip_blocker, zero_uninformative
 from mmfinereason.recipe.train_args import GSPOConfig
 
 logger = logging.getLogger(__name__)
@@ -81,6 +84,9 @@ class GSPOTrainer(RecipeCheckpointMixin, TRLGRPOTrainer):
             super().__init__(model, reward_funcs=reward_funcs, args=args, **kwargs)
         if penalty is not None:
             self._add_internal_reward(penalty, args.overlong_penalty_weight)
+        self._skip_blocker = skip_blocker(self)
+        if self._skip_blocker and args.skip_zero_advantage_rows:
+            logger.info("zero-advantage rows stay in the loss: %s", self._skip_blocker)
         attach_monitoring(self)  # one compact console line per log; every log dict into OUTPUT_DIR/log_history.jsonl
 
     def _add_internal_reward(self, func, weight: float) -> None:
@@ -131,6 +137,30 @@ class GSPOTrainer(RecipeCheckpointMixin, TRLGRPOTrainer):
                 logs["rows_skipped"] = float(self.data_report.num_skipped)
         super().log(logs, start_time)
 
+    # ------------------------------------------------------------------ zero-advantage rows
+    def _scored_rollouts(self, inputs):
+        """TRL's rollout + scoring; groups whose rewards agree get an advantage of exactly 0 (zero_advantage.py)."""
+        batch = super()._generate_and_score_completions(inputs)
+        if self._skip_blocker is None and self._last_rewards is not None:
+            zero_uninformative(batch["advantages"], self._last_rewards, self.num_generations, self.accelerator.process_index)
+        return batch
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """TRL's loss over the rows whose advantage is not zero, rescaled to the whole batch's loss."""
+        if self._skip_blocker is None and self.model.training and not return_outputs:
+            try:
+                picked = kept_batch(inputs, self.loss_type)
+            except ValueError as e:  # a generation-batch field rows cannot be selected from
+                self._skip_blocker = str(e)
+                logger.warning("zero-advantage rows stay in the loss from now on: %s", e)
+                picked = None
+            skipped = 0 if picked is None else picked[2]
+            self._metrics["train"]["zero_advantage/frac_rows_skipped"].append(skipped / inputs["advantages"].size(0))
+            if picked is not None:
+                rows, scale, _ = picked
+                return super().compute_loss(model, rows, return_outputs, num_items_in_batch) * scale
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
     # ------------------------------------------------------------------ dynamic sampling
     def _local_rewards(self, num_rows: int) -> torch.Tensor:
         start = self.accelerator.process_index * num_rows
@@ -159,7 +189,7 @@ class GSPOTrainer(RecipeCheckpointMixin, TRLGRPOTrainer):
         g = self.num_generations
         num_groups = len(inputs) // g
         batches, masks = [], []
-        batch = super()._generate_and_score_completions(inputs)
+        batch = self._scored_rollouts(inputs)
         mask = informative_groups(self._local_rewards(len(inputs)), g)
         self._log_group_stats(mask)
         if not self.args.dynamic_sampling:
@@ -178,7 +208,7 @@ class GSPOTrainer(RecipeCheckpointMixin, TRLGRPOTrainer):
             # a model that already solves the task, so 2x almost always fills, at a fraction of a full round's
             # generation cost. The same size on every process (global deficit), as the gathers require.
             more = self._more_prompts(min(num_groups, 2 * global_deficit), retries)
-            batches.append(super()._generate_and_score_completions(more))
+            batches.append(self._scored_rollouts(more))
             masks.append(informative_groups(self._local_rewards(len(more)), g))
             self._log_group_stats(masks[-1], retry=True)
         generated = sum(m.numel() for m in masks)

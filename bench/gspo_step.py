@@ -1,0 +1,62 @@
+"""GSPO step time with and without zero-advantage rows in the loss (``train.skip_zero_advantage_rows``).
+
+    python bench/gspo_step.py --sft outputs/demo/sft            # CPU, the shipped tiny recipe, ~4 min
+
+Both arms start from the same SFT model with the same recipe and seed, ``--steps`` optimizer steps each, run
+alternately (full, skip, full, skip) so machine noise hits both; the figure is the ratio of seconds per step
+within this run. What is skipped depends on the model: an SFT model that solves some prompts every time (or
+none) gives groups whose rollouts all earn the same reward — those rows are left out of the forward/backward.
+The loss and gradient are the same either way (``tests/test_zero_advantage.py``); trajectories differ only by
+float summation order. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+
+def one_arm(recipe_path: str, sft: str, steps: int, skip: bool, out: str) -> dict:
+    from mmfinereason import load_recipe
+    from mmfinereason.pipelines.gspo import build_gspo
+
+    recipe = load_recipe(recipe_path, [
+        f"model.name_or_path={sft}", f"train.output_dir={out}", f"train.max_steps={steps}",
+        f"train.skip_zero_advantage_rows={str(skip).lower()}", "train.logging_steps=1",
+        "eval.before_training=false", "eval.after_training=false", "train.disable_tqdm=true",
+    ])
+    trainer = build_gspo(recipe)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    skipped = [h["zero_advantage/frac_rows_skipped"] for h in logs if "zero_advantage/frac_rows_skipped" in h]
+    return {"seconds_per_step": seconds / steps, "frac_rows_skipped": statistics.mean(skipped) if skipped else 0.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sft", required=True, help="an SFT model of the tiny recipe (e.g. outputs/demo/sft)")
+    parser.add_argument("--recipe", default="recipes/tiny/gspo.yaml")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2, help="full/skip pairs")
+    parser.add_argument("--out", default="outputs/bench-gspo-step")
+    a = parser.parse_args()
+    arms: dict[str, list[dict]] = {"full": [], "skip": []}
+    for r in range(a.rounds):
+        for name in ("full", "skip"):
+            arms[name].append(one_arm(a.recipe, a.sft, a.steps, name == "skip", f"{a.out}/{name}-{r}"))
+    full = statistics.mean(x["seconds_per_step"] for x in arms["full"])
+    skip = statistics.mean(x["seconds_per_step"] for x in arms["skip"])
+    print(json.dumps({
+        "bench": "gspo_step", "sft": a.sft, "steps": a.steps, "rounds": a.rounds,
+        "seconds_per_step_full": round(full, 3), "seconds_per_step_skip": round(skip, 3),
+        "speedup": round(full / skip, 3),
+        "frac_rows_skipped": round(statistics.mean(x["frac_rows_skipped"] for x in arms["skip"]), 3),
+    }))
+
+
+if __name__ == "__main__":
+    main()
