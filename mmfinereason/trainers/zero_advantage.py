@@ -2,10 +2,10 @@
 
 Why: a prompt whose rollouts all earn the same reward has advantage 0 on every rollout. With no KL term
 (``beta: 0``, the paper's setting) such a row contributes exactly nothing to the gradient, yet TRL still runs
-it through the policy's forward and backward. On the embedded task 35-55% of groups are like that at every step,
-and on a real run the share grows as the model masters the easy prompts. Dropping those rows from the loss batch
+it through the policy's forward and backward. On the embedded task 12-55% of groups are like that at a step,
+and on a real run the share typically grows as the model masters prompts. Dropping those rows from the loss batch
 and rescaling the loss by the loss type's own normaliser gives the loss and gradient of the full batch (up to
-float summation order; ``tests/test_gspo.py`` compares the gradients), so — unlike dynamic sampling — it changes
+float summation order; ``tests/test_zero_advantage.py`` compares the gradients), so — unlike dynamic sampling — it changes
 nothing about what is learned.
 
 Two details make "exactly zero" true. TRL's group mean of identical float rewards can be off by one ulp, and
