@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmfinereason.trainers.zero_advantage import kept_batch, rows_with_signal, zero_uninformative
+from mmfinereason.trainers.zero_advantage import kept_batch, rows_to_keep, rows_with_signal, zero_uninformative
 from tests.test_gspo import _isolated_hf_cache, make_trainer, toy_prompts  # noqa: F401 (autouse fixture)
 
 G = 4
@@ -92,13 +92,26 @@ def test_loss_and_gradient_equal_the_full_batch(tmp_path, loss_type):
     assert trainer._metrics["train"]["zero_advantage/frac_rows_skipped"][-1] == pytest.approx(0.5)
 
 
+def test_every_rank_computes_as_many_rows_as_the_busiest(tmp_path):
+    """TRL all-gathers per-row clip statistics in the loss: a rank with fewer rows with signal tops up with zero
+    rows to the largest count on any rank (a 2-process GSPO run aborted in the collective before this)."""
+    trainer, batch = rollouts(tmp_path)
+    trainer.accelerator.gather = lambda t: torch.cat([t, torch.tensor([12], device=t.device)])  # the other rank: 12
+    full_loss, full_grads, _ = loss_and_grads(trainer, batch, skip=False)
+    loss, grads, rows = loss_and_grads(trainer, batch, skip=True)
+    assert rows == 12 and loss == pytest.approx(full_loss, rel=1e-5, abs=1e-8)
+    for name in grads:
+        torch.testing.assert_close(grads[name], full_grads[name], rtol=1e-4, atol=1e-7, msg=name)
+    assert trainer._metrics["train"]["zero_advantage/frac_rows_skipped"][-1] == pytest.approx(0.25)
+
+
 def test_a_batch_without_signal_still_runs_one_row(tmp_path):
     trainer, batch = rollouts(tmp_path)
     inputs = dict(batch, advantages=torch.zeros_like(batch["advantages"]))
     loss, grads, rows = loss_and_grads(trainer, inputs, skip=True)
     assert rows == 1 and loss == 0.0  # a forward and backward (collectives on other ranks) but no gradient
     assert all(float(g.abs().max()) == 0.0 for g in grads.values())
-    assert trainer._metrics["train"]["zero_advantage/frac_rows_skipped"][-1] == 1.0
+    assert trainer._metrics["train"]["zero_advantage/frac_rows_skipped"][-1] == 15 / 16  # rows not computed
 
 
 def test_kl_term_keeps_every_row(tmp_path):
@@ -137,12 +150,14 @@ def test_kept_batch_scales_by_the_loss_normaliser():
         "completion_ids": torch.arange(16).view(4, 4), "completion_mask": completion_mask,
         "advantages": torch.tensor([0.0, 1.0, 0.0, -1.0]), "num_items_in_batch": torch.tensor(10),
     }
-    assert kept_batch(dict(batch, advantages=torch.ones(4)), "grpo") is None  # every row has signal
-    rows, scale, skipped = kept_batch(batch, "grpo")
-    assert skipped == 2 and scale == 0.5 and rows["prompt_ids"].tolist() == [[2, 3], [6, 7]]
-    assert kept_batch(batch, "bnpo")[1] == pytest.approx(3 / 10)  # kept tokens / all tokens
-    rows, scale, _ = kept_batch(batch, "dapo")
+    keep = rows_to_keep(batch["advantages"], 2)
+    assert keep.tolist() == [1, 3] and rows_to_keep(batch["advantages"], 3).tolist() == [0, 1, 3]
+    assert rows_to_keep(torch.zeros(4), 1).tolist() == [0]
+    rows, scale = kept_batch(batch, "grpo", keep)
+    assert scale == 0.5 and rows["prompt_ids"].tolist() == [[2, 3], [6, 7]]
+    assert kept_batch(batch, "bnpo", keep)[1] == pytest.approx(3 / 10)  # kept tokens / all tokens
+    rows, scale = kept_batch(batch, "dapo", keep)
     assert scale == 1.0 and int(rows["num_items_in_batch"]) == 10  # the global normaliser is kept
     pixels = dict(batch, pixel_values=torch.zeros(4, 3))  # patches without num_images: rows unknown
     with pytest.raises(ValueError, match="num_images"):
-        kept_batch(pixels, "grpo")
+        kept_batch(pixels, "grpo", keep)

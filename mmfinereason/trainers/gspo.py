@@ -39,7 +39,7 @@ from mmfinereason.rewards.registry import resolve_reward
 from mmfinereason.trainers.run_files import RecipeCheckpointMixin
 from mmfinereason.trainers.throughput import TokenRate
 from mmfinereason.trainers.vllm_engine import vllm_context
-from mmfinereason.trainers.zero_advantage import kept_batch, skip_blocker, zero_uninformative
+from mmfinereason.trainers.zero_advantage import kept_batch, rows_to_keep, rows_with_signal, skip_blocker, zero_uninformative
 from mmfinereason.recipe.train_args import GSPOConfig
 
 logger = logging.getLogger(__name__)
@@ -148,16 +148,20 @@ class GSPOTrainer(RecipeCheckpointMixin, TRLGRPOTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """TRL's loss over the rows whose advantage is not zero, rescaled to the whole batch's loss."""
         if self._skip_blocker is None and self.model.training and not return_outputs:
-            try:
-                picked = kept_batch(inputs, self.loss_type)
-            except ValueError as e:  # a generation-batch field rows cannot be selected from
-                self._skip_blocker = str(e)
-                logger.warning("zero-advantage rows stay in the loss from now on: %s", e)
-                picked = None
-            skipped = 0 if picked is None else picked[2]
-            self._metrics["train"]["zero_advantage/frac_rows_skipped"].append(skipped / inputs["advantages"].size(0))
+            n = inputs["advantages"].size(0)
+            signal = torch.tensor([rows_with_signal(inputs["advantages"]).numel()], device=self.accelerator.device)
+            num_rows = max(int(self.accelerator.gather(signal).max()), 1)  # the same on every rank
+            picked = None
+            if num_rows < n:
+                try:
+                    picked = kept_batch(inputs, self.loss_type, rows_to_keep(inputs["advantages"], num_rows))
+                except ValueError as e:  # a generation-batch field rows cannot be selected from (same on every rank)
+                    self._skip_blocker = str(e)
+                    logger.warning("zero-advantage rows stay in the loss from now on: %s", e)
+            skipped = n - num_rows if picked is not None else 0
+            self._metrics["train"]["zero_advantage/frac_rows_skipped"].append(skipped / n)
             if picked is not None:
-                rows, scale, _ = picked
+                rows, scale = picked
                 return super().compute_loss(model, rows, return_outputs, num_items_in_batch) * scale
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 

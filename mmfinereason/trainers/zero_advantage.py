@@ -10,8 +10,10 @@ nothing about what is learned.
 
 Two details make "exactly zero" true. TRL's group mean of identical float rewards can be off by one ulp, and
 dividing by the group std (also ~1 ulp) then leaves advantages of ~1e-3 on groups that carry no signal:
-:func:`zero_uninformative` sets them to 0, the advantage the maths says they have. And a rank that would keep no
-row keeps one zero-advantage row, so every rank still runs a forward and backward (DDP / FSDP / ZeRO-3 collectives).
+:func:`zero_uninformative` sets them to 0, the advantage the maths says they have. And every rank keeps the same
+number of rows — the largest number with signal on any rank, at least one — topped up with zero-advantage rows:
+TRL all-gathers per-row statistics inside the loss, and every rank must run a forward and backward (DDP / FSDP /
+ZeRO-3 collectives).
 
 Not applied where a row's loss depends on other rows: a KL term, an entropy bonus or entropy quantile mask, a
 router auxiliary loss, or ``multi_objective_aggregation: normalize_then_sum`` (uniform groups get a non-zero
@@ -83,18 +85,25 @@ def rows_with_signal(advantages: torch.Tensor) -> torch.Tensor:
     return nonzero.nonzero().view(-1)
 
 
-def kept_batch(inputs: dict[str, Any], loss_type: str) -> tuple[dict[str, Any], float, int] | None:
-    """``(batch of the rows with signal, loss scale, rows left out)``, or None when every row has signal.
+def rows_to_keep(advantages: torch.Tensor, num_rows: int) -> torch.Tensor:
+    """The rows with signal, topped up with zero-advantage rows to ``num_rows`` (>= 1).
 
-    The scale turns the loss over the kept rows into the full batch's loss (and gradient).
+    Why top up: every rank must hand TRL's loss the same number of rows — it all-gathers per-row clip statistics,
+    and ranks with different row counts would abort the collective. Zero rows add nothing to the gradient.
     """
+    signal = rows_with_signal(advantages).cpu()
+    if signal.numel() >= num_rows:
+        return signal
+    zero = torch.ones(advantages.size(0), dtype=torch.bool)
+    zero[signal] = False
+    extra = zero.nonzero().view(-1)[: num_rows - signal.numel()]
+    return torch.cat([signal, extra]).sort().values
+
+
+def kept_batch(inputs: dict[str, Any], loss_type: str, keep: torch.Tensor) -> tuple[dict[str, Any], float]:
+    """``(the batch restricted to the rows keep, loss scale)``: the scale turns the loss over those rows into the
+    full batch's loss (and gradient), given that every row left out has advantage 0."""
     n = inputs["advantages"].size(0)
-    keep = rows_with_signal(inputs["advantages"]).cpu()
-    if keep.numel() == n:
-        return None
-    skipped = n - keep.numel()
-    if keep.numel() == 0:  # every row is zero: keep one, so this rank still joins the forward/backward
-        keep = torch.zeros(1, dtype=torch.long)
     sub = select_rows(inputs, keep)
     if "num_items_in_batch" in inputs:
         sub["num_items_in_batch"] = inputs["num_items_in_batch"]
@@ -105,7 +114,7 @@ def kept_batch(inputs: dict[str, Any], loss_type: str) -> tuple[dict[str, Any], 
         scale = float(_loss_tokens(sub)) / max(float(_loss_tokens(inputs)), 1.0)
     else:
         scale = 1.0
-    return sub, scale, skipped
+    return sub, scale
 
 
 def _loss_tokens(batch: dict[str, Any]) -> torch.Tensor:
