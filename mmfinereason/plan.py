@@ -1,10 +1,10 @@
 """Per-GPU memory and tokens per step of a recipe, before a single GPU hour is spent.
 
 ``mmfinereason plan RECIPE [LAUNCH.yaml] [--gpus N]`` reads the backbone's *config* (local path, the HF cache,
-or the public Qwen3-VL 2B/4B/8B values shipped below), builds the model on the ``meta`` device to count
-parameters exactly (no weights are read or allocated), applies the recipe's freezing, and prints the memory
-of weights / gradients / optimizer states under DDP, ZeRO-1/2/3 and FSDP2, plus activations at the recipe's
-micro-batch with and without activation checkpointing.
+or the public Qwen3-VL 2B/4B/8B values), builds the model on the ``meta`` device to count parameters exactly (no
+weights are read or allocated), applies the recipe's freezing (all of which :mod:`mmfinereason.modeling.backbone`
+does), and prints the memory of weights / gradients / optimizer states under DDP, ZeRO-1/2/3 and FSDP2, plus
+activations at the recipe's micro-batch with and without activation checkpointing.
 
 Accounting (mixed precision, the ZeRO paper's, Rajbhandari et al. 2020): every parameter is held in the
 compute dtype (2 bytes in bf16); every *trainable* one also has a gradient in the compute dtype and 12 bytes of
@@ -39,10 +39,17 @@ row's pixel values) stays on the GPU between optimizer steps; a reference model 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+# The backbone's config and parameter counts live in modeling/; re-exported here, where they were first defined.
+from mmfinereason.modeling.backbone import (  # noqa: F401
+    QWEN3_VL_CONFIGS,
+    backbone_config,
+    count_parameters,
+    shipped_config,
+)
 
 GIB = 1024**3
 MARGIN_GIB = 2.0  # CUDA context, NCCL buffers, fragmentation: what fits() adds to the estimates
@@ -50,109 +57,7 @@ MARGIN_GIB = 2.0  # CUDA context, NCCL buffers, fragmentation: what fits() adds 
 LOGPROB_TOKEN_CHUNK, LOGPROB_VOCAB_CHUNK = 4096, 32768
 PATCH_VALUES = 3 * 2 * 16 * 16  # values of one Qwen3-VL pixel patch (channels x temporal 2 x 16 x 16)
 
-# Values of the public config.json of each model on the Hugging Face hub (Qwen/Qwen3-VL-{2B,4B,8B}-Instruct;
-# the -Thinking variants share the architecture), trimmed to what the estimate needs.
-QWEN3_VL_CONFIGS: dict[str, dict[str, Any]] = {
-    "Qwen/Qwen3-VL-2B-Instruct": {
-        "text_config": {"hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28,
-                        "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936},
-        "vision_config": {"depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16,
-                          "out_hidden_size": 2048, "patch_size": 16, "spatial_merge_size": 2,
-                          "temporal_patch_size": 2, "deepstack_visual_indexes": [5, 11, 17]},
-        "tie_word_embeddings": True,
-    },
-    "Qwen/Qwen3-VL-4B-Instruct": {
-        "text_config": {"hidden_size": 2560, "intermediate_size": 9728, "num_hidden_layers": 36,
-                        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936},
-        "vision_config": {"depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16,
-                          "out_hidden_size": 2560, "patch_size": 16, "spatial_merge_size": 2,
-                          "temporal_patch_size": 2, "deepstack_visual_indexes": [5, 11, 17]},
-        "tie_word_embeddings": True,
-    },
-    "Qwen/Qwen3-VL-8B-Instruct": {
-        "text_config": {"hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
-                        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936},
-        "vision_config": {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16,
-                          "out_hidden_size": 4096, "patch_size": 16, "spatial_merge_size": 2,
-                          "temporal_patch_size": 2, "deepstack_visual_indexes": [8, 16, 24]},
-        "tie_word_embeddings": False,
-    },
-}
 STRATEGIES = ("ddp", "zero1", "zero2", "zero3", "fsdp2")
-
-
-# --------------------------------------------------------------------------- backbone config
-def shipped_config(name: str) -> tuple[str, dict[str, Any]] | None:
-    """``(model id, values)`` of the shipped Qwen3-VL 2B/4B/8B config a name refers to (Instruct or Thinking,
-    any org or local prefix, e.g. ``outputs/qwen3vl-8b-sft``), else None."""
-    low = re.sub(r"[-_./]", " ", name.lower())
-    if "qwen3 vl" not in low and "qwen3vl" not in low:
-        return None
-    for key, values in QWEN3_VL_CONFIGS.items():
-        size = key.split("-")[2].lower()  # "2b" / "4b" / "8b"
-        if re.search(rf"\b{size}\b", low):
-            return key, values
-    return None
-
-
-def backbone_config(name_or_path: str):
-    """``(Qwen3VLConfig, where it came from)`` for the recipe's backbone: a local dir, the embedded tiny
-    model, the HF cache (offline), or the shipped public values. Never touches weights or the network."""
-    from transformers import AutoConfig, Qwen3VLConfig
-
-    if name_or_path == "tiny":
-        from mmfinereason.toy import tiny_model_dir
-
-        return AutoConfig.from_pretrained(tiny_model_dir()), "the embedded tiny model"
-    if Path(name_or_path, "config.json").is_file():
-        return AutoConfig.from_pretrained(name_or_path), f"{name_or_path}/config.json"
-    try:
-        return AutoConfig.from_pretrained(name_or_path, local_files_only=True), "the Hugging Face cache"
-    except Exception:
-        pass
-    shipped = shipped_config(name_or_path)
-    if shipped is None:
-        raise ValueError(
-            f"no config for {name_or_path!r}: not a local dir, not in the HF cache, and not one of the shipped "
-            f"{sorted(QWEN3_VL_CONFIGS)}; pass --backbone with one of those or a dir holding its config.json"
-        )
-    key, values = shipped
-    return Qwen3VLConfig(**json.loads(json.dumps(values))), f"shipped public config of {key}"
-
-
-def count_parameters(config, model_cfg=None) -> dict[str, dict[str, int]]:
-    """Exact parameter counts ``{part: {"total": n, "trainable": n}}`` of the model built on the meta device,
-    with the recipe's freezing (``model_cfg``: a :class:`~mmfinereason.recipe.loader.ModelConfig`)."""
-    import torch
-    from transformers import AutoModelForImageTextToText
-
-    from mmfinereason.modeling.parts import part_of
-
-    with torch.device("meta"):
-        model = AutoModelForImageTextToText.from_config(config)
-    frozen = {
-        "vision_tower": getattr(model_cfg, "freeze_vision_tower", True),
-        "merger": getattr(model_cfg, "freeze_merger", True),
-        "language_model": getattr(model_cfg, "freeze_language_model", False),
-    }
-    counts = {part: {"total": 0, "trainable": 0} for part in frozen}
-    for name, p in model.named_parameters():  # tied weights appear once
-        part = part_of(name)
-        counts[part]["total"] += p.numel()
-        if not frozen[part]:
-            counts[part]["trainable"] += p.numel()
-    lora = getattr(model_cfg, "lora", None)
-    if lora is not None and lora.enabled:  # adapters train, the base stays frozen
-        text = config.text_config
-        h, i, layers = text.hidden_size, text.intermediate_size, text.num_hidden_layers
-        q, kv = text.num_attention_heads * text.head_dim, text.num_key_value_heads * text.head_dim
-        dims = {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
-        adapters = sum(lora.r * (a + b) for m, (a, b) in dims.items() if m in lora.target_modules) * layers
-        for c in counts.values():
-            c["trainable"] = 0
-        counts["lora_adapters"] = {"total": adapters, "trainable": adapters}
-    return counts
 
 
 # --------------------------------------------------------------------------- the estimate

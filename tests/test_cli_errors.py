@@ -3,12 +3,14 @@ exit code 2, no traceback (``--log-level DEBUG`` logs it). One test per kind; no
 
 from __future__ import annotations
 
+import json
 import logging
 
 import datasets
 import pytest
 
 from mmfinereason.cli.main import main
+from mmfinereason.errors import UserError
 from mmfinereason.recipe.loader import load_recipe
 
 SFT = "recipes/tiny/sft.yaml"
@@ -78,6 +80,63 @@ def test_missing_extra(tmp_path, capsys):
         capsys, ["sft", SFT, f"train.output_dir={tmp_path}/out", *SMALL, "model.attn_implementation=flash_attention_2"]
     )
     assert "pip install 'mmfinereason[flash]'" in err
+
+
+def test_data_file_without_the_answer_column(tmp_path, capsys):
+    rows = tmp_path / "bench.jsonl"
+    rows.write_text(json.dumps({"id": "r1", "question": "How many?", "gold": "3"}) + "\n")
+    err = _user_error(capsys, ["eval", "tiny", "--data", str(rows), "--output", str(tmp_path / "eval")])
+    assert "no column for 'answer'" in err and "columns:" in err
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["select", "--data", "toy:rl", "--keep", "pass_rate >"], "--keep 'pass_rate >'"),  # a rule cut short
+        (["eval", "tiny", "--data", "toy", "--column", "answer"], "expected OURS=THEIRS"),  # a malformed --column
+        (["eval", "tiny", "--data", "toy:nosuchsplit"], "the toy task has splits"),
+        (["eval", "tiny", "--data", "toy", "--top-p", "2"], "--top-p"),
+    ],
+)
+def test_bad_command_line_arguments(tmp_path, capsys, argv, expected):
+    err = _user_error(capsys, [*argv, "--output", str(tmp_path / "out")])
+    assert expected in err
+
+
+def test_what_trls_config_refuses_is_a_recipe_error(capsys):
+    """GRPOConfig.__post_init__ raises a plain ValueError; built from a recipe it is the user's recipe error."""
+    err = _user_error(capsys, ["gspo", "recipes/tiny/gspo.yaml", "train.num_generations=3"])
+    assert err.startswith("mmfinereason recipe error:") and "divisible by num_generations (3)" in err
+
+
+def test_a_hub_split_that_does_not_exist(monkeypatch):
+    """Caught before ``load_dataset``, whose own ValueError would reach the user as a traceback."""
+    from types import SimpleNamespace
+
+    from mmfinereason.data.io import loading
+
+    files = {"sft": ["sft.parquet"], "rl": ["rl.parquet"]}
+    builder = SimpleNamespace(config=SimpleNamespace(data_files=files))
+    monkeypatch.setattr(loading.datasets, "load_dataset_builder", lambda *args: builder)
+    with pytest.raises(UserError, match=r"no split 'train'; its splits are \['rl', 'sft'\]"):
+        loading._one_split("org/release", None, "train")
+    assert loading._one_split("org/release", None, "rl") == ("rl", {"rl": ["rl.parquet"]})
+
+
+@pytest.mark.parametrize("error", [ValueError("an internal check failed"), UserError("a mistake of the user")])
+def test_only_user_errors_are_one_liners(monkeypatch, capsys, error):
+    """A plain ValueError (a bug here or in a library) keeps its traceback; a UserError is the one-line report."""
+    from mmfinereason.cli.commands import plot
+
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(plot, "_run", fail)
+    if isinstance(error, UserError):
+        assert _user_error(capsys, ["plot", "run"]) == "mmfinereason plot: a mistake of the user"
+    else:
+        with pytest.raises(ValueError, match="an internal check failed"):
+            main(["plot", "run"])
 
 
 def test_traceback_at_debug_level(capsys, caplog):

@@ -21,11 +21,12 @@ from mmfinereason.runtime.shutdown import shutdown_distributed
 logger = logging.getLogger("mmfinereason")
 
 # Errors a user causes and can fix; reported in one or two lines with exit code 2 instead of a traceback.
-# UserError (RecipeError, a missing model folder or data file, a resume of another run, …) is raised with a
-# message written for the user. ImportError comes from `import_utils.require` ("pip install 'mmfinereason[x]'").
-# ValueError and FileNotFoundError stay for the validation in config __post_init__ methods that predates UserError;
-# new code raises UserError, so that a library's internal ValueError is not mistaken for the user's mistake.
-USER_ERRORS = (UserError, ValueError, FileNotFoundError, ImportError)
+# UserError is raised with a message written for the user: RecipeError (a bad recipe or override, including what
+# the TRL / transformers config classes refuse while recipe.loader.build makes them), a missing model folder or data
+# file, bad data, a bad command-line argument, a resume of another run, … FileNotFoundError names a path the user
+# gave; ImportError comes from `import_utils.require` ("pip install 'mmfinereason[x]'"). A plain ValueError is not
+# here: raised deep in a library (or by an internal check of ours) it is a bug, and its traceback is what to report.
+USER_ERRORS = (UserError, FileNotFoundError, ImportError)
 
 # One line per sub-command module; each defines register(subparsers).
 COMMAND_MODULES = [

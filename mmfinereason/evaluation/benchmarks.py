@@ -27,6 +27,7 @@ import datasets
 
 from mmfinereason.data.io.report import DataReport
 from mmfinereason.data.io.rows import row_id
+from mmfinereason.errors import UserError
 
 EXTRA_COLUMNS = ("category", "options")
 TOY_DEFAULT_LIMIT = 200
@@ -82,7 +83,7 @@ def parse_data_arg(text: str, columns: Mapping[str, str] | None = None) -> Bench
     if colon and stem and _SPLIT_RE.match(tail) and not Path(text).exists():
         path, split = stem, tail
     if not path:
-        raise ValueError(f"--data {text!r}: empty path")
+        raise UserError(f"--data {text!r}: empty path; give --data [NAME=]PATH[:SPLIT]")
     if path == "toy":
         split = split or "test"
     default = "toy" if path == "toy" else Path(path.rstrip("/")).stem if Path(path).exists() else path.split("/")[-1]
@@ -136,7 +137,10 @@ def read_extras(
     present = {ours: theirs for ours, theirs in columns.items() if theirs in raw.column_names}
     for ours, theirs in columns.items():
         if theirs != ours and ours not in present:  # an explicit mapping to a missing column is a mistake
-            raise ValueError(f"{name}: `columns` maps {ours!r} to {theirs!r}, which is not a column of the file")
+            raise UserError(
+                f"{name}: `columns` maps {ours!r} to {theirs!r}, which is not a column of the file; "
+                f"its columns are {raw.column_names}"
+            )
     if not present:
         return {}
     wanted = list(dict.fromkeys(present.values()))
@@ -162,16 +166,16 @@ def parse_options(options: Any, row_id: str = "?") -> dict[str, str]:
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 continue
         else:
-            raise ValueError(f"row {row_id}: cannot read options {text[:80]!r} (expected a list or a mapping)")
+            raise UserError(f"row {row_id}: cannot read options {text[:80]!r} (expected a list or a mapping)")
     if hasattr(options, "tolist"):  # numpy arrays from parquet
         options = options.tolist()
     if isinstance(options, Mapping):
         return {str(k).strip(): str(v) for k, v in options.items() if v is not None and str(v).strip()}
     if isinstance(options, (list, tuple)):
         if len(options) > 26:
-            raise ValueError(f"row {row_id}: {len(options)} options, at most 26 can be lettered")
+            raise UserError(f"row {row_id}: {len(options)} options, at most 26 can be lettered")
         return {chr(ord("A") + i): str(v) for i, v in enumerate(options) if v is not None}
-    raise ValueError(f"row {row_id}: options must be a list or a mapping, got {type(options).__name__}")
+    raise UserError(f"row {row_id}: options must be a list or a mapping, got {type(options).__name__}")
 
 
 def with_options(question: str, options: Any, row_id: str = "?") -> str:

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 import torch
 
 from mmfinereason.data.chat import render_prompt
+from mmfinereason.errors import UserError
 from mmfinereason.modeling.introspect import DISTRIBUTED_WRAPPERS, unwrap_model
 
 
@@ -72,7 +73,7 @@ def homogeneous_batches(examples: list[dict[str, Any]], batch_size: int) -> Iter
     A processor call takes images for every prompt or for none, so text-only rows are batched apart.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UserError(f"batch_size (--batch-size, eval.batch_size) must be >= 1, got {batch_size}")
     with_images = [i for i, ex in enumerate(examples) if ex.get("images")]
     text_only = [i for i, ex in enumerate(examples) if not ex.get("images")]
     for group in (with_images, text_only):

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import torch
 
+from mmfinereason.errors import UserError
 from mmfinereason.import_utils import is_available, require
 
 logger = logging.getLogger(__name__)
@@ -42,13 +43,18 @@ class GenerationSettings:
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+            raise UserError(
+                f"max_new_tokens (--max-new-tokens, eval.max_new_tokens) must be >= 1, got {self.max_new_tokens}"
+            )
         if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+            raise UserError(f"temperature (--temperature) must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise UserError(f"top_p (--top-p) must be in (0, 1], got {self.top_p}")
         if self.repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+            raise UserError(
+                "repetition_penalty (--repetition-penalty, eval.repetition_penalty) must be > 0, "
+                f"got {self.repetition_penalty}"
+            )
 
     @property
     def greedy(self) -> bool:
@@ -102,7 +108,9 @@ class HFGenerator:
         from mmfinereason.evaluation.generation import generate_responses
 
         if self.settings.greedy:
-            raise ValueError("sampling k answers needs temperature > 0 (greedy draws would all be the same)")
+            raise UserError(
+                "sampling k answers needs temperature > 0 (greedy draws would all be the same); drop --temperature 0"
+            )
         device = getattr(self.model, "device", torch.device("cpu"))
         devices = [device] if device.type == "cuda" else []
         out = []
@@ -201,7 +209,7 @@ def vllm_engine_args(settings: GenerationSettings, max_images_per_prompt: int, d
 def pick_backend(backend: str) -> str:
     """``auto`` -> ``vllm`` when it is installed and a GPU is visible, else ``hf``."""
     if backend not in ("auto", "hf", "vllm"):
-        raise ValueError(f"backend must be auto, hf or vllm, got {backend!r}")
+        raise UserError(f"backend must be auto, hf or vllm, got {backend!r}")
     if backend == "auto":
         return "vllm" if is_available("vllm") and torch.cuda.is_available() else "hf"
     return backend

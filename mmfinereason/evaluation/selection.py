@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from mmfinereason.errors import UserError
+
 if TYPE_CHECKING:
     import datasets
 
@@ -77,7 +79,9 @@ def _tokens(text: str) -> list[str]:
     for match in _TOKEN_RE.finditer(text):
         op, number, word, other = match.groups()
         if other is not None:
-            raise ValueError(f"--keep {text!r}: unexpected {other!r}; write rules like 'pass_rate == 0' or '0 < pass_rate < 1'")
+            raise UserError(
+                f"--keep {text!r}: unexpected {other!r}; write rules like 'pass_rate == 0' or '0 < pass_rate < 1'"
+            )
         tokens.append(op or number or word)
     return tokens
 
@@ -98,26 +102,26 @@ def parse_keep_rule(text: str) -> KeepRule:
                 conj = []
         elif token in _OPS:
             if not chain or chain[-1] in _OPS:
-                raise ValueError(f"--keep {text!r}: operator {token!r} needs a value on each side")
+                raise UserError(f"--keep {text!r}: operator {token!r} needs a value on each side")
             chain.append(token)
         elif token == VARIABLE:
             if chain and chain[-1] not in _OPS:
-                raise ValueError(f"--keep {text!r}: missing operator before {token!r}")
+                raise UserError(f"--keep {text!r}: missing operator before {token!r}")
             chain.append(VARIABLE)
         elif re.fullmatch(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", token):
             if chain and chain[-1] not in _OPS:
-                raise ValueError(f"--keep {text!r}: missing operator before {token!r}")
+                raise UserError(f"--keep {text!r}: missing operator before {token!r}")
             chain.append(float(token))
         else:
-            raise ValueError(f"--keep {text!r}: unknown name {token!r}; only {VARIABLE!r}, numbers, and / or are allowed")
+            raise UserError(f"--keep {text!r}: unknown name {token!r}; only {VARIABLE!r}, numbers, and / or are allowed")
     return KeepRule(text, tuple(alternatives))
 
 
 def _check_chain(chain: list[Any], text: str) -> tuple[Any, ...]:
     if len(chain) < 3 or len(chain) % 2 == 0 or chain[-1] in _OPS:
-        raise ValueError(f"--keep {text!r}: incomplete comparison; e.g. 'pass_rate == 0' or '0 < pass_rate < 1'")
+        raise UserError(f"--keep {text!r}: incomplete comparison; e.g. 'pass_rate == 0' or '0 < pass_rate < 1'")
     if chain.count(VARIABLE) != 1:
-        raise ValueError(f"--keep {text!r}: each comparison must mention {VARIABLE} exactly once")
+        raise UserError(f"--keep {text!r}: each comparison must mention {VARIABLE} exactly once")
     return tuple(chain)
 
 
@@ -145,7 +149,7 @@ def compute_pass_rates(
     from mmfinereason.evaluation.store import unique_ids
 
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise UserError(f"k (--k, answers per question) must be >= 1, got {k}")
     done = store.load()
     uids, _ = unique_ids(bench.ids())
     todo = [i for i, uid in enumerate(uids) if uid not in done]
@@ -193,10 +197,10 @@ def write_dataset(dataset: datasets.Dataset, path: Path) -> Path:
         import datasets as ds
 
         if any(isinstance(f, (ds.Image, ds.List)) and "Image" in repr(f) for f in dataset.features.values()):
-            raise ValueError(f"{path}: this data holds images; write parquet (--format parquet) to keep them")
+            raise UserError(f"{path}: this data holds images; write parquet (--format parquet) to keep them")
         dataset.to_json(str(path), lines=True, force_ascii=False)
     else:
-        raise ValueError(f"{path}: write .parquet or .jsonl")
+        raise UserError(f"{path}: write .parquet or .jsonl")
     return path
 
 

@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from mmfinereason.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
@@ -97,7 +99,7 @@ def check_run_settings(path: str | os.PathLike, settings: dict[str, Any], overwr
         changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
         if changed:
             details = "; ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
-            raise ValueError(
+            raise UserError(
                 f"{path.parent} holds results made with other settings ({details}). Use another --output "
                 "folder, or --overwrite to start over."
             )

@@ -1,2 +1,3 @@
 """The model: loading (:mod:`.loading`), which parts learn (:mod:`.parts`), the ``sdpa_varlen`` kernel
-(:mod:`.attention`) and what the data code asks of a wrapped model (:mod:`.introspect`)."""
+(:mod:`.attention`), what the data code asks of a wrapped model (:mod:`.introspect`) and its config and parameter
+counts without weights (:mod:`.backbone`, for ``mmfinereason plan``)."""

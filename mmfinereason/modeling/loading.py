@@ -7,6 +7,7 @@ import logging
 
 import torch
 
+from mmfinereason.errors import UserError
 from mmfinereason.modeling.attention import VARLEN_SDPA, register_varlen_sdpa
 from mmfinereason.modeling.parts import apply_freezing, apply_lora
 from mmfinereason.modeling.source import ModelSourceError, check_model_source
@@ -36,14 +37,16 @@ def resolve_dtype(dtype: str) -> torch.dtype:
     try:
         return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
     except KeyError:
-        raise ValueError(f"model.dtype must be auto, bfloat16, float16 or float32, got {dtype!r}") from None
+        raise UserError(f"model.dtype must be auto, bfloat16, float16 or float32, got {dtype!r}") from None
 
 
 def pixel_bounds(min_pixels: int, max_pixels: int) -> dict[str, int]:
     """The image processor's ``size`` for a pixel range: Qwen-VL reads ``shortest_edge`` / ``longest_edge`` as the
     minimum / maximum number of *pixels* (not edge lengths) an image is resized to, aspect ratio kept."""
     if not 0 < min_pixels <= max_pixels:
-        raise ValueError(f"need 0 < min_pixels <= max_pixels, got {min_pixels} / {max_pixels}")
+        raise UserError(
+            f"need 0 < min_pixels <= max_pixels (data.min_pixels / data.max_pixels), got {min_pixels} / {max_pixels}"
+        )
     return {"shortest_edge": int(min_pixels), "longest_edge": int(max_pixels)}
 
 
@@ -57,7 +60,9 @@ def set_pixel_bounds(processor, min_pixels: int, max_pixels: int):
     """
     image_processor = getattr(processor, "image_processor", None)
     if image_processor is None:
-        raise ValueError(f"{type(processor).__name__} has no image processor; a Qwen3-VL processor is needed")
+        raise UserError(
+            f"{type(processor).__name__} has no image processor; model.name_or_path must be a Qwen3-VL model"
+        )
     image_processor.size = pixel_bounds(min_pixels, max_pixels)
     for key in ("min_pixels", "max_pixels"):  # older image processors also keep them as attributes
         if getattr(image_processor, key, None) is not None:
@@ -108,7 +113,7 @@ def check_precision(cfg: ModelConfig, args) -> None:
     if getattr(args, flag, False):
         logger.info("model.dtype %s: fp32 master weights, %s autocast (train.%s)", cfg.dtype, cfg.dtype, flag)
     elif torch.cuda.is_available() and not getattr(args, "use_cpu", False):
-        raise ValueError(
+        raise UserError(
             f"model.dtype: {cfg.dtype} trains fp32 master weights with {cfg.dtype} compute, which needs train.{flag}: "
             f"true; with train.{flag} off every step would run in fp32. Set train.{flag}=true, or model.dtype=float32 "
             "for fp32 compute on purpose"

@@ -12,6 +12,7 @@ import logging
 
 import torch
 
+from mmfinereason.errors import UserError
 from mmfinereason.recipe.sections import ModelConfig
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,10 @@ def apply_freezing(model, cfg: ModelConfig) -> None:
     trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
     total = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
     if trainable == 0 and not cfg.lora.enabled:
-        raise ValueError("every part of the model is frozen: unfreeze one of vision tower, merger, language model")
+        raise UserError(
+            "every part of the model is frozen: set one of model.freeze_vision_tower, model.freeze_merger, "
+            "model.freeze_language_model to false (or model.lora.enabled: true)"
+        )
     logger.info("trainable parameters: %s / %s (%.1f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
 
 
@@ -57,6 +61,9 @@ def apply_lora(model, cfg: ModelConfig):
         and part_of(name + ".weight") not in frozen_parts
     ]
     if not targets:
-        raise ValueError(f"model.lora.target_modules {cfg.lora.target_modules} matched no linear layer")
+        raise UserError(
+            f"model.lora.target_modules {cfg.lora.target_modules} matched no linear layer of a part that learns; "
+            "name the last part of module names, e.g. q_proj, v_proj"
+        )
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, target_modules=targets)
     return get_peft_model(model, lora)

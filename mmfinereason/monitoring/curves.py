@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from mmfinereason.errors import UserError
 from mmfinereason.monitoring.history import read_log_history, stage_of
 
 CURVES_FILE = "curves"  # RUN_DIR/curves.png and RUN_DIR/curves.svg
@@ -219,7 +220,7 @@ def draw(runs: Sequence[Run], *, columns: int = 4, title: str | None = None):
     from matplotlib.lines import Line2D
 
     if not runs:
-        raise ValueError("nothing to plot: no run dirs given")
+        raise UserError("nothing to plot: no run dirs given")
     stages = list(dict.fromkeys(r.stage for r in runs))
     sections = []
     for stage in stages:
@@ -229,7 +230,7 @@ def draw(runs: Sequence[Run], *, columns: int = 4, title: str | None = None):
             sections.append((stage, members, panels))
     if not sections:
         names = ", ".join(str(r.path) for r in runs)
-        raise ValueError(f"nothing to plot: no known metric was logged in {names}")
+        raise UserError(f"nothing to plot: no known metric was logged in {names}")
     all_sources = sorted({s for r in runs for p in ("reward", "accuracy", "eval_accuracy") for s in r.sources(p)})
     source_colors = _colors([ALL, *all_sources], SOURCE_COLORS)
 
@@ -300,7 +301,7 @@ def plot_runs(
     Returns ``{run_dir or "combined": [png, svg]}``.
     """
     if labels is not None and len(labels) != len(run_dirs):
-        raise ValueError(f"{len(labels)} labels for {len(run_dirs)} run dirs")
+        raise UserError(f"{len(labels)} labels for {len(run_dirs)} run dirs: give --label once per run dir, in order")
     runs = [load_run(d, labels[i] if labels else None) for i, d in enumerate(run_dirs)]
     written: dict[str, list[Path]] = {}
     if each or len(runs) == 1 and output is None:

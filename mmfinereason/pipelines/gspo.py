@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from mmfinereason.errors import UserError
 from mmfinereason.pipelines.inputs import add_accuracy_callback, load_train_data, make_model, make_processor
 from mmfinereason.pipelines.rl_prompts import add_prompts, drop_long_prompts
 from mmfinereason.pipelines.stage import RunResult, run_stage
@@ -20,7 +21,9 @@ def build_gspo(recipe: Recipe, model=None, processor=None):
     from mmfinereason.trainers.gspo import GSPOTrainer
 
     if recipe.stage != "gspo":
-        raise ValueError(f"build_gspo needs a recipe with stage: gspo, got stage: {recipe.stage}")
+        raise UserError(
+            f"build_gspo needs a recipe with stage: gspo, got stage: {recipe.stage}; build it with build_{recipe.stage}"
+        )
     d, args = recipe.data, recipe.train
     # TRL runs the processor without size arguments and starts vLLM from the model folder: the recipe's pixel
     # bounds must be the processor's own, and saved with it (make_processor), for both to resize alike.

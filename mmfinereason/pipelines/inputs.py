@@ -152,16 +152,14 @@ def make_batch_sampler(recipe: Recipe, collator: MultimodalCollator, train_datas
     d, t = recipe.data, recipe.train
     if not d.tokens_per_batch:
         return None
+    from mmfinereason.data.batching.sampler import check_token_budget, token_budget_sampler
+
+    check_token_budget(collator, d.tokens_per_batch)
     seed = t.data_seed if t.data_seed is not None else t.seed
     if d.streaming:
         from mmfinereason.data.batching.streaming import StreamingTokenBudget
         from mmfinereason.modeling.introspect import uses_varlen_attention
 
-        if not d.packing:
-            raise ValueError("token-budget batching packs examples: set data.packing: true (or unset data.tokens_per_batch)")
-        if d.tokens_per_batch < d.max_length:
-            raise ValueError(f"data.tokens_per_batch={d.tokens_per_batch} cannot hold one example of "
-                             f"data.max_length={d.max_length}")
         return StreamingTokenBudget(
             train_dataset,
             collator,
@@ -170,8 +168,6 @@ def make_batch_sampler(recipe: Recipe, collator: MultimodalCollator, train_datas
             buffer_size=d.packing_buffer_size,
             seed=seed,
         )
-    from mmfinereason.data.batching.sampler import token_budget_sampler
-
     return token_budget_sampler(
         train_dataset,
         collator,

@@ -18,6 +18,7 @@ from typing import Any
 from mmfinereason.data.batching.lengths import prompt_length
 from mmfinereason.data.chat import prompt_messages
 from mmfinereason.data.schema import IMAGE_MARKER
+from mmfinereason.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -48,5 +49,8 @@ def drop_long_prompts(dataset, processor, max_prompt_length: int | None, *, syst
     if skipped:
         logger.warning("skipped %d of %d RL prompts longer than train.max_prompt_length=%d tokens", skipped, before, max_prompt_length)
     if len(dataset) == 0:
-        raise ValueError(f"every RL prompt is longer than train.max_prompt_length={max_prompt_length} tokens")
+        raise UserError(
+            f"every RL prompt is longer than train.max_prompt_length={max_prompt_length} tokens (image tokens "
+            "included); raise train.max_prompt_length or lower data.max_pixels"
+        )
     return dataset, skipped

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from mmfinereason.errors import UserError
 from mmfinereason.pipelines.inputs import (
     add_accuracy_callback,
     load_train_data,
@@ -27,7 +28,9 @@ def build_sft(recipe: Recipe, model=None, processor=None):
     from mmfinereason.trainers.sft import SFTTrainer
 
     if recipe.stage != "sft":
-        raise ValueError(f"build_sft needs a recipe with stage: sft, got stage: {recipe.stage}")
+        raise UserError(
+            f"build_sft needs a recipe with stage: sft, got stage: {recipe.stage}; build it with build_{recipe.stage}"
+        )
     processor = make_processor(recipe, processor)  # the recipe's pixel bounds, saved with every checkpoint
     model = make_model(recipe, model)
     train_dataset, report = load_train_data(recipe)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from mmfinereason.errors import UserError
+
 from .answer import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
 from .verify import DEFAULT_REL_TOL, DEFAULT_TIMEOUT_S, is_correct
 
@@ -126,9 +128,9 @@ class _LengthPenalty:
 
     def __init__(self, max_completion_length: int, buffer: int) -> None:
         if max_completion_length <= 0 or not 0 < buffer <= max_completion_length:
-            raise ValueError(
-                f"need 0 < buffer <= max_completion_length, got buffer={buffer}, "
-                f"max_completion_length={max_completion_length}"
+            raise UserError(
+                "need 0 < buffer <= max_completion_length (train.overlong_buffer, train.max_completion_length), "
+                f"got buffer={buffer}, max_completion_length={max_completion_length}"
             )
         self.max_completion_length = max_completion_length
         self.buffer = buffer

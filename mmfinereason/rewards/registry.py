@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
+from mmfinereason.errors import UserError
+
 BUILTIN_REWARDS = {
     "accuracy": "mmfinereason.rewards:accuracy_reward",
     "format": "mmfinereason.rewards:format_reward",
@@ -20,15 +22,15 @@ def resolve_reward(name: str) -> Callable[..., list[float | None]]:
     elif "." in target:
         module_name, _, attr = target.rpartition(".")
     else:
-        raise ValueError(
+        raise UserError(
             f"train.reward_funcs: unknown reward {name!r}; use one of {sorted(BUILTIN_REWARDS)} or a dotted import "
             "path such as my_package.rewards:my_reward"
         )
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(f"train.reward_funcs: cannot import module {module_name!r} for reward {name!r}: {e}") from e
+        raise UserError(f"train.reward_funcs: cannot import module {module_name!r} for reward {name!r}: {e}") from e
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise ValueError(f"train.reward_funcs: {module_name!r} has no callable {attr!r} (reward {name!r})")
+        raise UserError(f"train.reward_funcs: {module_name!r} has no callable {attr!r} (reward {name!r})")
     return fn

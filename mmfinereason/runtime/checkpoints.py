@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from mmfinereason.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 MARKER_NAME = "checkpoint_complete.json"
@@ -191,7 +193,7 @@ def resolve_resume(resume: str | bool | None, output_dir: str | Path) -> tuple[s
     why = verify_checkpoint(path)
     if why is not None:
         if (path / MARKER_NAME).exists() or not (path / "trainer_state.json").is_file():
-            raise ValueError(f"resume_from_checkpoint: {path} is incomplete ({why}); use 'auto' or another checkpoint")
+            raise UserError(f"resume_from_checkpoint: {path} is incomplete ({why}); use 'auto' or another checkpoint")
         logger.warning("resuming from %s, which has no completion marker (written by another tool?)", path)
     return str(path), scan
 

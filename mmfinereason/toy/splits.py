@@ -3,6 +3,8 @@ different items. One rule for every place that reads ``toy:<split>`` (recipes, `
 
 from __future__ import annotations
 
+from mmfinereason.errors import UserError
+
 TOY = "toy"
 SPLIT_SEEDS = {"train": 0, "sft": 0, "test": 1, "eval": 1, "validation": 1, "rl": 2}
 
@@ -13,5 +15,5 @@ def toy_split(split: str | None, rows: int):
 
     split = split or "train"
     if split not in SPLIT_SEEDS:
-        raise ValueError(f"the toy task has splits {sorted(SPLIT_SEEDS)}, got split {split!r}")
+        raise UserError(f"the toy task has splits {sorted(SPLIT_SEEDS)}, got split {split!r}")
     return make_dataset(rows, seed=SPLIT_SEEDS[split])

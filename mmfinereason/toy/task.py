@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
+from mmfinereason.errors import UserError
+
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),
@@ -246,7 +248,7 @@ def make_dataset(n: int, seed: int = 0, difficulty: int | None = None, sources=S
     import datasets
 
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise UserError(f"the toy task draws n >= 0 rows, got n={n} (a negative --limit?)")
     rows = [make_example(i, seed, difficulty, tuple(sources)) for i in range(n)]
     features = datasets.Features(
         {

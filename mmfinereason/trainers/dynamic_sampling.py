@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from mmfinereason.errors import UserError
+
 # Fields of TRL's generation batch (``_generate_and_score_completions`` output) and how each is padded.
 LEFT_PADDED = {"prompt_ids", "prompt_mask"}
 RIGHT_PADDED = {
@@ -66,7 +68,7 @@ def group_rows(group_ids: list[int] | torch.Tensor, num_generations: int) -> tor
 def _check(batch: dict[str, Any]) -> None:
     unknown = set(batch) - SUPPORTED
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"dynamic sampling does not know how to merge the generation-batch fields {sorted(unknown)} "
             "(a model type or TRL feature it was not built for); set train.dynamic_sampling: false"
         )

@@ -20,6 +20,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from mmfinereason.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
@@ -41,9 +43,9 @@ class AccuracyCallback(TrainerCallback):
         **generate_kwargs: Any,
     ) -> None:
         if every_n_steps < 1:
-            raise ValueError(f"eval.every_n_steps must be >= 1, got {every_n_steps}")
+            raise UserError(f"eval.every_n_steps must be >= 1, got {every_n_steps}")
         if not examples:
-            raise ValueError("eval.every_n_steps needs held-out examples: add a data.eval source to the recipe")
+            raise UserError("eval.every_n_steps needs held-out examples: add a data.eval source to the recipe")
         self.trainer = trainer
         self.examples = list(examples)
         self.every_n_steps = every_n_steps

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmfinereason.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 PAPER_MAX_NEW_TOKENS = 32768
@@ -55,7 +57,7 @@ def resolve_target(target: str, overrides: list[str] | None = None) -> EvalTarge
         recipe = load_recipe(path / "recipe.yaml", overrides or [])
         return EvalTarget(str(path), recipe, str(path / "eval"), [f"model: {path} (settings from its recipe.yaml)"])
     if overrides:
-        raise ValueError(f"--set needs a recipe; {target!r} is a model")
+        raise UserError(f"--set needs a recipe; {target!r} is a model")
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", target.strip("/")).strip("_") or "model"
     return EvalTarget(target, None, f"outputs/eval/{slug}", [f"model: {target}"])
 
@@ -116,7 +118,7 @@ def benchmark_specs(args, target: EvalTarget) -> list:
         return specs
     if target.model == "tiny":
         return [parse_data_arg("toy", columns)]
-    raise ValueError("nothing to evaluate on: give --data FILE (several times for several benchmarks)")
+    raise UserError("nothing to evaluate on: give --data FILE (several times for several benchmarks)")
 
 
 def parse_pairs(items: list[str] | None, flag: str) -> list[tuple[str, str]]:
@@ -125,7 +127,7 @@ def parse_pairs(items: list[str] | None, flag: str) -> list[tuple[str, str]]:
     for item in items or []:
         key, eq, value = item.partition("=")
         if not eq or not key or not value:
-            raise ValueError(f"{flag} {item!r}: expected OURS=THEIRS, e.g. {flag} answer=gt_answer")
+            raise UserError(f"{flag} {item!r}: expected OURS=THEIRS, e.g. {flag} answer=gt_answer")
         pairs.append((key.strip(), value.strip()))
     return pairs
 
@@ -143,7 +145,7 @@ def run(args) -> int:
     specs = benchmark_specs(args, target)
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
-        raise ValueError(f"two benchmarks share a name ({names}); name them with --data NAME=PATH")
+        raise UserError(f"two benchmarks share a name ({names}); name them with --data NAME=PATH")
     out = Path(args.output or target.default_output)
     backend = pick_backend(args.backend)
     # vLLM batches continuously: hand it many prompts per call (each call still ends with a flushed write).

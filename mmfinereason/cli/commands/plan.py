@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from mmfinereason.recipe.loader import load_recipe
 
@@ -15,11 +14,8 @@ def _run(args) -> int:
     if launch is not None and "=" in launch and not launch.endswith((".yaml", ".yml")):
         launch, overrides = None, [launch, *overrides]  # no launch config, only overrides
     recipe = load_recipe(args.recipe, overrides)
-    try:
-        report = plan_recipe(recipe, launch, args.gpus, args.backbone)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"mmfinereason plan: {e}", file=sys.stderr)
-        return 2
+    # An unknown backbone or a missing launch file is reported in one line by cli/main.py.
+    report = plan_recipe(recipe, launch, args.gpus, args.backbone)
     if args.json:
         plans = {k: {**vars(p), "total": p.total(False), "total_checkpointed": p.total(True)} for k, p in report["plans"].items()}
         print(json.dumps({**report, "plans": plans}, default=str))

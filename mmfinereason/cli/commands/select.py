@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 
 from mmfinereason.cli.commands.eval import add_generation_flags, generation_settings, parse_pairs, resolve_target
+from mmfinereason.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def run(args) -> int:
 
     if args.model is None:
         if not rules:
-            raise ValueError("without --model there is nothing to compute: give --keep RULE to filter on pass_rate")
+            raise UserError("without --model there is nothing to compute: give --keep RULE to filter on pass_rate")
         loader_columns = {k: v for k, v in columns.items() if k not in ("category", "options")}
         column = resolve_columns(raw.column_names, loader_columns, {"pass_rate"})["pass_rate"]
         print(f"{spec.name}: filtering on the existing column {column!r} (no generation)")

@@ -33,6 +33,7 @@ from mmfinereason.data.batching.worker_counts import COUNTED, attach_counts, sna
 from mmfinereason.data.io.images import BadImageError, to_rgb_image
 from mmfinereason.data.io.report import DataReport
 from mmfinereason.data.schema import IGNORE_INDEX, EncodedExample, pad_examples
+from mmfinereason.errors import UserError
 
 OVERLONG_POLICIES = ("truncate", "drop")
 LATE_CHECK_AFTER = 200  # examples decoded before the collator judges the late skip rate (less is noise)
@@ -81,11 +82,13 @@ class MultimodalCollator:
         max_skip_rate: float = 0.01,
     ):
         if overlong not in OVERLONG_POLICIES:
-            raise ValueError(f"overlong must be one of {OVERLONG_POLICIES}, got {overlong!r}")
+            raise UserError(f"overlong (data.overlong_examples) must be one of {OVERLONG_POLICIES}, got {overlong!r}")
         if max_length < 16:
-            raise ValueError(f"max_length must be at least 16 tokens, got {max_length}")
+            raise UserError(f"max_length (data.max_length) must be at least 16 tokens, got {max_length}")
         if not 0 < min_pixels <= max_pixels:
-            raise ValueError(f"need 0 < min_pixels <= max_pixels, got {min_pixels} / {max_pixels}")
+            raise UserError(
+                f"need 0 < min_pixels <= max_pixels (data.min_pixels / data.max_pixels), got {min_pixels} / {max_pixels}"
+            )
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.max_length = max_length
@@ -214,7 +217,7 @@ class MultimodalCollator:
             if spare is None:
                 overlong = self.stats["dropped_overlong"] - dict(zip(COUNTED, before))["dropped_overlong"]
                 bad_images = self.late_report.num_skipped - bad_images_before
-                raise ValueError(self._why_nothing_usable(bad_images, overlong, len(examples)))
+                raise UserError(self._why_nothing_usable(bad_images, overlong, len(examples)))
             encoded = [spare]
             self.stats["replaced"] += 1
         self._spare = encoded[0]

@@ -27,6 +27,7 @@ from torch.utils.data import Sampler
 from mmfinereason.data.batching.length_index import cached_example_lengths
 from mmfinereason.data.batching.lengths import example_lengths  # noqa: F401  (importable from here, as before)
 from mmfinereason.data.batching.packing import first_fit_decreasing
+from mmfinereason.errors import UserError
 from mmfinereason.modeling.introspect import uses_varlen_attention
 
 
@@ -61,12 +62,12 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
         if row_length is not None and not 0 < row_length <= max_tokens:
-            raise ValueError(
+            raise UserError(
                 f"the token budget per batch ({max_tokens}) must hold at least one row of max_length={row_length} "
                 "tokens; raise data.tokens_per_batch or lower data.max_length"
             )
         if buffer_size < 1:
-            raise ValueError(f"buffer_size must be at least 1, got {buffer_size}")
+            raise UserError(f"buffer_size (data.packing_buffer_size) must be at least 1, got {buffer_size}")
         self.lengths = list(lengths)
         self.max_tokens = max_tokens
         self.row_length = row_length or max_tokens
@@ -79,7 +80,10 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         self.usable = [i for i, n in enumerate(self.lengths) if n is not None and 0 < n <= self.row_length]
         self.num_skipped = len(self.lengths) - len(self.usable)
         if not self.usable:
-            raise ValueError("no example fits a row: every length is None or longer than the row length")
+            raise UserError(
+                f"no example fits a row of {self.row_length} tokens: every one is longer (or could not be encoded); "
+                "raise data.max_length / data.tokens_per_batch or check the data"
+            )
         self._cache: tuple[int, list[list[int]]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
@@ -121,6 +125,17 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         return len(self.batches())
 
 
+def check_token_budget(collator, max_tokens: int) -> None:
+    """``data.tokens_per_batch`` needs packing and room for one example of ``data.max_length``; the map-style
+    sampler below and the streamed one (:class:`.streaming.StreamingTokenBudget`) are checked alike."""
+    if not getattr(collator, "packing", False):
+        raise UserError("token-budget batching packs examples: set data.packing: true (or unset data.tokens_per_batch)")
+    if max_tokens < collator.max_length:
+        raise UserError(
+            f"data.tokens_per_batch={max_tokens} cannot hold one example of data.max_length={collator.max_length}"
+        )
+
+
 def token_budget_sampler(
     dataset,
     collator,
@@ -140,12 +155,7 @@ def token_budget_sampler(
     Rows are the collator's ``max_length`` for padded-row attention (sdpa / eager) and a single row of
     ``max_tokens`` for flash-attn models, matching the layout :func:`.packing.pack_examples` builds.
     """
-    if not getattr(collator, "packing", False):
-        raise ValueError("token-budget batching packs examples: set data.packing: true (or unset data.tokens_per_batch)")
-    if max_tokens < collator.max_length:
-        raise ValueError(
-            f"data.tokens_per_batch={max_tokens} cannot hold one example of data.max_length={collator.max_length}"
-        )
+    check_token_budget(collator, max_tokens)
     single_row = uses_varlen_attention(collator.model)
     return TokenBudgetBatchSampler(
         cached_example_lengths(dataset, collator, num_proc=num_proc),

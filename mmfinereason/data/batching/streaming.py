@@ -29,6 +29,7 @@ import torch
 
 from mmfinereason.data.batching.length_index import LengthSpec
 from mmfinereason.data.batching.packing import first_fit_decreasing
+from mmfinereason.errors import UserError
 
 _HISTORY = 256  # buffer starts remembered for state_at(); a checkpoint is never that many buffers behind
 
@@ -129,7 +130,10 @@ class StreamingTokenBudget(torch.utils.data.IterableDataset):
                 buffer_index += 1
                 source_state = self.stream.state_dict()  # the next buffer starts here
             if empty and source_state is None:
-                raise ValueError("the streamed training data is empty (or every row was skipped)")
+                raise UserError(
+                    "the streamed training data is empty (or every row was skipped): check the paths and filters of "
+                    "data.train (sources, pass_rate_range, require_consistent) and the skip report in the log"
+                )
             epoch, buffer_index, source_state = epoch + 1, 0, None
 
     def _remember(self, first: int, start: dict[str, Any]) -> None:

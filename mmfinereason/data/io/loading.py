@@ -121,11 +121,13 @@ def load_examples_with_report(
             (`{"bytes", "path"}`), for the collator to decode, convert, and count and replace a late failure.
     """
     if image_check not in IMAGE_CHECKS:
-        raise ValueError(f"image_check must be one of {IMAGE_CHECKS}, got {image_check!r}")
+        raise UserError(f"image_check (data.image_check) must be one of {IMAGE_CHECKS}, got {image_check!r}")
     if pass_rate_range is not None and (len(pass_rate_range) != 2 or pass_rate_range[0] > pass_rate_range[1]):
-        raise ValueError(f"pass_rate_range must be (low, high) with low <= high, got {pass_rate_range!r}")
+        raise UserError(f"pass_rate_range must be (low, high) with low <= high, got {pass_rate_range!r}")
     if not 0.0 <= max_skip_rate <= 1.0:
-        raise ValueError(f"max_skip_rate must be within [0, 1], got {max_skip_rate!r}")
+        raise UserError(
+            f"max_skip_rate (data.max_skip_rate, --max-skip-rate) must be within [0, 1], got {max_skip_rate!r}"
+        )
     raw, base_dir, default_name = open_source(source, split=split, subset=subset, streaming=streaming)
     name = name or default_name
     if limit is not None:
@@ -141,7 +143,7 @@ def load_examples_with_report(
     try:
         resolved = resolve_columns(available, columns, required)
     except ValueError as error:
-        raise ValueError(f"{name}: {error}") from None
+        raise UserError(f"{name}: {error}") from None
     raw = _keep_images_encoded(raw, resolved["image"])
 
     normaliser = RowNormaliser(
@@ -267,7 +269,7 @@ def _open_local(
     if path.is_file():
         builder = _FILE_BUILDERS.get(path.suffix)
         if builder is None:
-            raise ValueError(f"data source {str(path)!r}: unsupported file type; use .parquet, .jsonl or .json")
+            raise UserError(f"data source {str(path)!r}: unsupported file type; use .parquet, .jsonl or .json")
         dataset = _read_files(builder, {"train": str(path)}, "train", streaming)
         return dataset, str(path.parent), str(path)
     if subset is not None and (path / subset).is_dir():
@@ -285,7 +287,9 @@ def _open_local(
         if split is not None:
             logger.info("%s has one split (%r); using it for the requested split %r", path, chosen, split)
     else:
-        raise ValueError(f"{path} has splits {sorted(split_files)}; choose one with `split:`")
+        raise UserError(
+            f"{path} has splits {sorted(split_files)}; choose one with `split:` (or PATH:SPLIT on the command line)"
+        )
     files = split_files[chosen]
     builder = _FILE_BUILDERS[Path(files[0]).suffix]
     dataset = _read_files(builder, {chosen: files}, chosen, streaming)
@@ -344,7 +348,9 @@ def _one_split(hub_id: str, subset: str | None, split: str | None) -> tuple[str 
         only = next(iter(files))
         logger.info("%s has one split (%r); using it for the requested split %r", hub_id, only, split)
         split = only
-    if split not in files or len(files) == 1:
+    if split not in files:  # else load_dataset's own ValueError, which the CLI would not report as the user's
+        raise UserError(f"{hub_id} has no split {split!r}; its splits are {sorted(map(str, files))}")
+    if len(files) == 1:
         return split, None
     return split, {split: list(files[split])}
 
@@ -354,11 +360,13 @@ def _pick_split(loaded: Any, split: str | None, name: str) -> AnyDataset:
         return loaded
     if split is not None:
         if split not in loaded:
-            raise ValueError(f"{name} has no split {split!r}; its splits are {sorted(loaded)}")
+            raise UserError(f"{name} has no split {split!r}; its splits are {sorted(loaded)}")
         return loaded[split]
     if len(loaded) == 1:
         return next(iter(loaded.values()))
-    raise ValueError(f"{name} has splits {sorted(loaded)}; choose one with `split:`")
+    raise UserError(
+        f"{name} has splits {sorted(loaded)}; choose one with `split:` (or PATH:SPLIT on the command line)"
+    )
 
 
 def _column_names(raw: AnyDataset) -> list[str]:

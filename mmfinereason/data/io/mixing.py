@@ -15,6 +15,7 @@ import datasets
 
 from mmfinereason.data.io.loading import AnyDataset, SourceLike, load_examples_with_report
 from mmfinereason.data.io.report import DataReport
+from mmfinereason.errors import UserError
 from mmfinereason.recipe.sections import SourceSpec
 
 StoppingStrategy = Literal["first_exhausted", "all_exhausted", "all_exhausted_without_replacement"]
@@ -45,7 +46,7 @@ def load_mixture_with_report(
     `DataReport.combine(reports)` gives the total).
     """
     if not specs:
-        raise ValueError("data.train is empty: give at least one source")
+        raise UserError("data.train is empty: give at least one source")
     loaded, reports = [], []
     for spec in specs:
         dataset, report = load_examples_with_report(

@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from mmfinereason.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 # Rows dropped by a filter the user asked for; they are not "bad" and do not count towards the skip rate.
@@ -19,8 +21,10 @@ FILTER_REASONS = frozenset({"source_not_selected", "pass_rate_out_of_range", "no
 _EXAMPLES_PER_CAUSE = 3
 
 
-class DataQualityError(ValueError):
-    """Too many rows of a source had to be skipped; the message names the commonest cause and a row id."""
+class DataQualityError(UserError):
+    """Too many rows of a source had to be skipped; the message names the commonest cause and a row id.
+
+    A :class:`~mmfinereason.errors.UserError`: the data (or the recipe's ``max_skip_rate``) is the user's to fix."""
 
 
 @dataclass

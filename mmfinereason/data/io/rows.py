@@ -17,6 +17,7 @@ import datasets
 
 from mmfinereason.data.io.images import MISSING_IMAGE, BadImageError, checked_image_header, rgb_image_bytes
 from mmfinereason.data.schema import IMAGE_MARKER
+from mmfinereason.errors import UserError
 
 # Our name -> candidate source column names, in order of preference. The first candidates are the names of
 # the MMFineReason releases; the later ones are the names used by the paper / other releases.
@@ -86,12 +87,12 @@ def resolve_columns(
     columns = dict(columns or {})
     unknown = sorted(set(columns) - set(DEFAULT_COLUMNS))
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in `columns`; valid keys are {sorted(DEFAULT_COLUMNS)}")
+        raise UserError(f"unknown key(s) {unknown} in `columns`; valid keys are {sorted(DEFAULT_COLUMNS)}")
     resolved: dict[str, str | None] = {}
     for ours, candidates in DEFAULT_COLUMNS.items():
         if ours in columns:
             if columns[ours] not in available:
-                raise ValueError(
+                raise UserError(
                     f"`columns` maps {ours!r} to {columns[ours]!r}, but the source has no such column; "
                     f"its columns are {list(available)}"
                 )
@@ -99,7 +100,7 @@ def resolve_columns(
         else:
             resolved[ours] = next((name for name in candidates if name in available), None)
         if ours in required and resolved[ours] is None:
-            raise ValueError(
+            raise UserError(
                 f"the source has no column for {ours!r} (looked for {list(candidates)}); its columns are "
                 f"{list(available)}. Map it with `columns: {{{ours}: <column name>}}` in the recipe."
             )
