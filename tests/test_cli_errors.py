@@ -109,6 +109,12 @@ def test_what_trls_config_refuses_is_a_recipe_error(capsys):
     assert err.startswith("mmfinereason recipe error:") and "divisible by num_generations (3)" in err
 
 
+def test_what_trls_trainer_would_refuse_after_loading_is_refused_at_the_recipe(capsys):
+    """TRL checks sync_ref_model against beta in the trainer, once the model is loaded; we check the recipe."""
+    err = _user_error(capsys, ["gspo", "recipes/tiny/gspo.yaml", "train.sync_ref_model=true"])
+    assert err.startswith("mmfinereason recipe error:") and "train.beta > 0" in err
+
+
 def test_a_hub_split_that_does_not_exist(monkeypatch):
     """Caught before ``load_dataset``, whose own ValueError would reach the user as a traceback."""
     from types import SimpleNamespace

@@ -196,6 +196,8 @@ class GSPOConfig(StageArgumentsMixin, TRLGRPOConfig):
             )
         if self.dynamic_sampling_max_retries < 0:
             raise ValueError("train.dynamic_sampling_max_retries must be >= 0")
+        if self.sync_ref_model and self.beta == 0.0:  # TRL refuses it in the trainer, after loading the model
+            raise ValueError("train.sync_ref_model needs a reference model: set train.beta > 0 (the KL coefficient)")
         super().__post_init__()
         spg, accum = self.steps_per_generation, self.gradient_accumulation_steps
         if spg % accum and accum % spg:
