@@ -56,7 +56,7 @@ def test_quickstart_runs_top_to_bottom(tmp_path, monkeypatch, tiny_dir):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(REPORT_CELL))
     client = nbclient.NotebookClient(
-        # per cell; ~2 min idle, but a loaded 2-core box (CI next to training runs) took over 20 for the SFT cell
+        # per cell: a loaded 2-core box (CI next to two training runs) took over 20 minutes for the SFT cell
         nb, kernel_name=KERNEL, timeout=2400, resources={"metadata": {"path": str(NOTEBOOK.parent)}}
     )
     client.execute()  # raises CellExecutionError, with the cell and its traceback, on any failing cell
