@@ -154,12 +154,12 @@ def make_batch_sampler(recipe: Recipe, collator: MultimodalCollator, train_datas
         return None
     from mmfinereason.data.batching.sampler import check_token_budget, token_budget_sampler
 
-    check_token_budget(collator, d.tokens_per_batch)
     seed = t.data_seed if t.data_seed is not None else t.seed
     if d.streaming:
         from mmfinereason.data.batching.streaming import StreamingTokenBudget
         from mmfinereason.modeling.introspect import uses_varlen_attention
 
+        check_token_budget(collator, d.tokens_per_batch)  # token_budget_sampler checks the map-style case itself
         return StreamingTokenBudget(
             train_dataset,
             collator,
