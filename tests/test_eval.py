@@ -112,6 +112,18 @@ def test_unique_ids_and_settings_guard(tmp_path):
     with pytest.raises(ValueError, match="model"):
         check_run_settings(tmp_path / "run.json", {"model": "m2", "temperature": 0.0})
     check_run_settings(tmp_path / "run.json", {"model": "m2", "temperature": 0.0}, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # written through a temp file, nothing left
+
+
+@pytest.mark.parametrize("damage", ['{"model": "m1", "tempera', "[1, 2]", "\xff\xfe"])
+def test_a_damaged_settings_file_is_a_user_error_not_a_traceback(tmp_path, damage):
+    from mmfinereason.errors import UserError
+
+    (tmp_path / "run.json").write_bytes(damage.encode("latin-1"))
+    with pytest.raises(UserError, match=r"run\.json is not a readable settings file.*--overwrite"):
+        check_run_settings(tmp_path / "run.json", {"model": "m1"})
+    check_run_settings(tmp_path / "run.json", {"model": "m1"}, overwrite=True)  # the way out the message names
+    assert json.loads((tmp_path / "run.json").read_text()) == {"model": "m1"}
 
 
 def _text_bench(tmp_path, n: int):

@@ -127,6 +127,26 @@ def test_select_filters_an_existing_pass_rate_without_a_model(tmp_path, capsys):
     assert "--keep" in capsys.readouterr().err  # user errors go to stderr, one line
 
 
+def test_select_refuses_a_pass_rate_column_that_is_not_a_fraction_and_skips_empty_ones(tmp_path, capsys):
+    def write(rates):
+        path = tmp_path / "rows.jsonl"
+        path.write_text("".join(json.dumps({"id": f"r{i}", "question": "q", "answer": "1", "pass_rate": r}) + "\n"
+                                for i, r in enumerate(rates)))
+        return str(path)
+
+    for damaged, named in ((["0.25", "n/a", 0], "'n/a'"), ([0, 75, 0.5], "75")):  # a string; percentages
+        assert main(["select", "--data", write(damaged), "--keep", "pass_rate == 0", "--output", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert "'pass_rate'" in err and f"row r1: {named}" in err and "--column" in err
+    out = tmp_path / "ok"
+    assert main(["select", "--data", write([0, None, "", 0.5, 0]), "--keep", "pass_rate == 0", "--format", "jsonl",
+                 "--output", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["with_pass_rate"] == 3 and summary["subsets"]["pass_rate == 0"]["rows"] == 2
+    kept = [json.loads(line)["id"] for line in (out / "keep-pass_rate_eq_0.jsonl").read_text().splitlines()]
+    assert kept == ["r0", "r4"]
+
+
 # --------------------------------------------------------------------------- the tiny model
 # The toy responses are 35-74 tokens: 72 new tokens lets all but the longest count answers finish. The model
 # trained for 40 steps keeps its answer format at temperature 0.5 (at 1.0 it mostly loses it), so draws are

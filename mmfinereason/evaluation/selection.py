@@ -20,7 +20,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from mmfinereason.errors import UserError
 
@@ -202,6 +202,38 @@ def write_dataset(dataset: datasets.Dataset, path: Path) -> Path:
     else:
         raise UserError(f"{path}: write .parquet or .jsonl")
     return path
+
+
+def parse_pass_rates(values: Iterable[Any], column: str, ids: list[Any] | None = None) -> list[float | None]:
+    """A data file's own pass-rate column as floats in [0, 1]; missing values (None, '', NaN) become None.
+
+    Why strict: a rule like ``pass_rate == 0`` on a column of percentages (0-100) or of strings would pick a
+    silently wrong subset, and a bare ``float('n/a')`` is a traceback that names neither the column nor the row.
+    Rows without a pass rate are kept out of every subset and counted in the summary (``with_pass_rate``).
+    """
+    rates: list[float | None] = []
+    bad: list[str] = []
+    for i, value in enumerate(values):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            rates.append(None)
+            continue
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            rate = -1.0
+        if rate != rate:  # NaN: no pass rate
+            rates.append(None)
+            continue
+        if not 0.0 <= rate <= 1.0:
+            bad.append(f"row {ids[i] if ids is not None else i}: {value!r}")
+        rates.append(rate)
+    if bad:
+        shown = "; ".join(bad[:5]) + (f"; ... {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise UserError(
+            f"column {column!r} must hold pass rates between 0 and 1 (or be empty); {len(bad)} rows do not ({shown}). "
+            "Map the right column with --column pass_rate=NAME, or rescale it first."
+        )
+    return rates
 
 
 def write_selection(

@@ -95,7 +95,15 @@ def check_run_settings(path: str | os.PathLike, settings: dict[str, Any], overwr
     path = Path(path)
     current = json.loads(json.dumps(settings, default=str))
     if path.exists() and not overwrite:
-        previous = json.loads(path.read_text())
+        try:
+            previous = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            previous = e
+        if not isinstance(previous, dict):
+            raise UserError(
+                f"{path} is not a readable settings file ({previous}), so the results beside it cannot be matched "
+                "to a model and settings. Use another --output folder, or --overwrite to start over."
+            )
         changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
         if changed:
             details = "; ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
@@ -104,4 +112,6 @@ def check_run_settings(path: str | os.PathLike, settings: dict[str, Any], overwr
                 "folder, or --overwrite to start over."
             )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(current, indent=2) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # a kill mid-write leaves the old file whole
+    tmp.write_text(json.dumps(current, indent=2) + "\n")
+    os.replace(tmp, path)

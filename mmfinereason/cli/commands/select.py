@@ -29,7 +29,9 @@ def run(args) -> int:
     from mmfinereason.evaluation.benchmarks import load_benchmark, parse_data_arg
     from mmfinereason.data.io.loading import open_source
     from mmfinereason.data.io.rows import resolve_columns, row_id
-    from mmfinereason.evaluation.selection import align, compute_pass_rates, parse_keep_rule, write_selection
+    from mmfinereason.evaluation.selection import (
+        align, compute_pass_rates, parse_keep_rule, parse_pass_rates, write_selection,
+    )
 
     rules = [parse_keep_rule(text) for text in args.keep or []]
     columns = dict(parse_pairs(args.column, "--column"))
@@ -51,7 +53,8 @@ def run(args) -> int:
         loader_columns = {k: v for k, v in columns.items() if k not in ("category", "options")}
         column = resolve_columns(raw.column_names, loader_columns, {"pass_rate"})["pass_rate"]
         print(f"{spec.name}: filtering on the existing column {column!r} (no generation)")
-        rates = [None if v is None else float(v) for v in raw[column]]
+        ids = raw["id"] if "id" in raw.column_names else None
+        rates = parse_pass_rates(raw[column], column, ids)
         summary = write_selection(raw, rates, rules, out, fmt=args.format, column=column, write_rows=False)
     else:
         from mmfinereason.evaluation.generators import load_generator, pick_backend
