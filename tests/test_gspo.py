@@ -424,6 +424,23 @@ def test_short_gspo_run_changes_parameters(tmp_path):
     assert history and "tokens_per_second" in history[0] and "dynamic_sampling/frac_zero_variance_groups" in history[0]
 
 
+def test_an_unfrozen_vision_tower_trains_at_its_own_learning_rate(tmp_path):
+    """train.vision_tower_learning_rate / merger_learning_rate reach GSPO's optimizer (trainers/part_lr.py), not
+    only SFT's: Adam moves each weight by about its group's lr per step, so after 2 steps the tower's weights
+    have moved by at most ~2e-5 while the language model's (lr 1e-2) move by far more."""
+    trainer = make_trainer(tmp_path, reward_funcs=[length_reward], reward_weights=None, overlong_completions="none",
+                           vision_tower_learning_rate=1e-5, merger_learning_rate=1e-5, lr_scheduler_type="constant")
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    moved = {n: float((p.detach() - before[n]).abs().max()) for n, p in trainer.model.named_parameters()}
+    vision = [v for n, v in moved.items() if ".visual." in f".{n}"]
+    text = [v for n, v in moved.items() if "language_model" in n]
+    assert vision and max(vision) <= 2.5e-5
+    assert max(text) > 1e-3
+    lrs = sorted({g["lr"] for g in trainer.optimizer.param_groups})
+    assert lrs == [1e-5, 1e-2]
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("vllm_mode", ["colocate"])
 def test_vllm_generation_on_gpu(tmp_path, vllm_mode):

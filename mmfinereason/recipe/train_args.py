@@ -65,6 +65,13 @@ class StageArgumentsMixin:
                   "start; or a checkpoint path. See mmfinereason.runtime.resume."},
     )
 
+    vision_tower_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the ViT blocks when unfrozen (default: learning_rate)."}
+    )
+    merger_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the patch merger(s) when unfrozen (default: learning_rate)."}
+    )
+
     def __post_init__(self):
         _require_trackers(self.report_to)
         if self.bf16 is None:
@@ -76,19 +83,13 @@ class StageArgumentsMixin:
 
 @dataclass
 class SFTConfig(StageArgumentsMixin, TRLSFTConfig):
-    """TRL's ``SFTConfig`` plus per-module learning rates; defaults suited to our collator.
+    """TRL's ``SFTConfig`` with defaults suited to our collator (per-part learning rates: the mixin above).
 
     Sequence length, packing and image resolution live in the recipe's ``data:`` section (they are the
     collator's business); TRL's own ``packing`` / ``padding_free`` flags are rejected for VLMs by TRL and are
     refused here with a pointer to ``data.packing``.
     """
 
-    vision_tower_learning_rate: float | None = field(
-        default=None, metadata={"help": "Learning rate of the ViT blocks when unfrozen (default: learning_rate)."}
-    )
-    merger_learning_rate: float | None = field(
-        default=None, metadata={"help": "Learning rate of the patch merger(s) when unfrozen (default: learning_rate)."}
-    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep raw example columns: the collator needs images and text."}
     )

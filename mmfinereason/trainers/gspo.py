@@ -16,6 +16,7 @@ loss, buffering of ``steps_per_generation`` slices, checkpointing, logging. What
 * **zero-advantage rows left out of the loss** (:mod:`.zero_advantage`): the same loss and gradient without the
   forward/backward of rollouts that cannot move the policy;
 * **rewards by name** in the recipe (``accuracy``, ``format`` or a dotted import path);
+* **per-part learning rates** (:mod:`.part_lr`), as in SFT: an unfrozen vision tower at its own rate;
 * **metrics TRL lacks**: reward per ``source``, accuracy and format rate, fraction of zero-variance groups and of
   filtered groups, tokens per second; the resolved recipe saved with every checkpoint.
 
@@ -36,6 +37,7 @@ from trl import GRPOTrainer as TRLGRPOTrainer
 from mmfinereason.trainers.dynamic_sampling import concat_batches, informative_groups, pad_groups, select_rows
 from mmfinereason.monitoring.callbacks import attach_monitoring
 from mmfinereason.rewards.registry import resolve_reward
+from mmfinereason.trainers.part_lr import PartLearningRatesMixin
 from mmfinereason.trainers.run_files import RecipeCheckpointMixin
 from mmfinereason.trainers.throughput import TokenRate
 from mmfinereason.trainers.vllm_engine import vllm_context
@@ -44,7 +46,7 @@ from mmfinereason.recipe.train_args import GSPOConfig
 
 logger = logging.getLogger(__name__)
 
-class GSPOTrainer(RecipeCheckpointMixin, TRLGRPOTrainer):
+class GSPOTrainer(RecipeCheckpointMixin, PartLearningRatesMixin, TRLGRPOTrainer):
     """TRL's GRPOTrainer run as GSPO, with dynamic sampling, overlong handling and per-source metrics.
 
     Build it like TRL's (``GSPOTrainer(model, args=GSPOConfig(...), train_dataset=..., processing_class=...)``;

@@ -6,7 +6,7 @@ accelerate, logging integrations. What we add, and why:
 
 * our :class:`~mmfinereason.data.MultimodalCollator` instead of TRL's VLM collator (TRL truncates through image
   tokens and refuses packing for VLMs — trl#4339); TRL's own dataset preparation is skipped;
-* per-module learning rates (vision tower / merger / language model);
+* per-module learning rates (vision tower / merger / language model; :mod:`.part_lr`);
 * metrics TRL lacks for VLMs: real tokens per second, padding ratio, rows skipped by the loader and samples
   dropped or truncated by the collator;
 * the resolved recipe saved into every checkpoint.
@@ -15,14 +15,14 @@ accelerate, logging integrations. What we add, and why:
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 
 import torch
 from trl import SFTTrainer as TRLSFTTrainer
 
 from mmfinereason.data.batching.worker_counts import pop_counts
-from mmfinereason.modeling.parts import part_of
 from mmfinereason.monitoring.callbacks import attach_monitoring
+from mmfinereason.trainers.part_lr import PartLearningRatesMixin
 from mmfinereason.trainers.run_files import RecipeCheckpointMixin
 from mmfinereason.trainers.throughput import TokenRate
 from mmfinereason.recipe.train_args import SFTConfig  # noqa: F401  (also importable from here, as before)
@@ -36,7 +36,7 @@ def is_streaming_batcher(sampler) -> bool:
     return isinstance(sampler, StreamingTokenBudget)
 
 
-class SFTTrainer(RecipeCheckpointMixin, TRLSFTTrainer):
+class SFTTrainer(RecipeCheckpointMixin, PartLearningRatesMixin, TRLSFTTrainer):
     """TRL's SFTTrainer fed by :class:`~mmfinereason.data.MultimodalCollator`, with VLM metrics.
 
     Build it like TRL's (``SFTTrainer(model, args, train_dataset=..., processing_class=processor,
@@ -124,31 +124,6 @@ class SFTTrainer(RecipeCheckpointMixin, TRLSFTTrainer):
             consumed = self.state.global_step * self.args.gradient_accumulation_steps
             save_stream_state(self.train_batch_sampler, folder, self.args.process_index, consumed,
                               self.args.dataloader_num_workers)
-
-    # ------------------------------------------------------------------ optimizer
-    def create_optimizer(self, model=None):
-        """TRL/transformers' optimizer, with each param group split by model part when part LRs are set."""
-        optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
-        lrs = {
-            part: lr
-            for part, lr in (
-                ("vision_tower", self.args.vision_tower_learning_rate),
-                ("merger", self.args.merger_learning_rate),
-            )
-            if lr is not None
-        }
-        if not lrs:
-            return optimizer
-        names = {id(p): n for n, p in (model or self.model).named_parameters()}
-        groups = []
-        for group in optimizer.param_groups:
-            by_part: dict[str, list] = defaultdict(list)
-            for p in group["params"]:
-                by_part[part_of(names.get(id(p), ""))].append(p)
-            for part, params in by_part.items():
-                groups.append({**group, "params": params, "lr": lrs.get(part, group["lr"])})
-        optimizer.param_groups = groups
-        return optimizer
 
     # ------------------------------------------------------------------ metrics
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
