@@ -6,13 +6,16 @@ per-source answer histograms, the training log and the wall time, written to ``O
     python bench/gspo_study.py --sft outputs/demo-sft --out outputs/study/sft --eval-only   # the SFT baseline
 
 Extra arguments are recipe overrides on ``recipes/tiny/gspo.yaml`` (or ``--recipe``). Evaluation is the demo's:
-the recipe's 500 held-out items, greedy, same pixels; predictions go to ``OUT/predictions.jsonl``.
+the recipe's 500 held-out items, greedy, same pixels; predictions go to ``OUT/predictions.jsonl``. On the toy task the
+summary also says, per source, how often the model's listing of the shapes is right (perception) and how often
+its answer follows from its own listing (reasoning): ``perception_and_reasoning``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -36,6 +39,52 @@ def histograms(report) -> dict:
             "accuracy_per_gold": {g: round(sum(v) / len(v), 3) for g, v in sorted(per_gold.items())},
         }
     return out
+
+
+_LISTING = re.compile(r"from left to right: ([^.]*)\.")
+
+
+def perception_and_reasoning(report, split_seed: int) -> dict:
+    """Per source: how often the model's listing of the shapes is right (perception) and how often its answer
+    follows from its own listing (reasoning), on the toy task's held-out items (task v8: every trace lists).
+
+    Why: GSPO with a frozen vision tower can fix reasoning, not perception. A cell whose errors are wrong
+    listings has nothing for GSPO to learn there, only noise to walk on (issue 17).
+    """
+    from mmfinereason.toy import make_example
+
+    by = defaultdict(Counter)
+    for p in report.predictions:
+        index = int(str(p.id).rsplit("-", 1)[-1])
+        row = make_example(index, seed=split_seed)
+        gold = _LISTING.search(row["qwen3vl_235b_thinking_response"])
+        mine = _LISTING.search(p.response.split("</think>")[0])
+        counts = by[p.source]
+        counts["n"] += 1
+        if not (gold and mine):
+            continue
+        listed = mine.group(1).split(", ")
+        counts["listing_right"] += listed == gold.group(1).split(", ")
+        counts["listing_length_right"] += len(listed) == len(gold.group(1).split(", "))
+        follows = None
+        if p.source == "toy_count":
+            kind = re.search(r"How many (\w+)s are", row["question"]).group(1)
+            follows = str(sum(x.endswith(" " + kind) for x in listed))
+        elif p.source == "toy_compare":
+            a, b = re.search(r"more (\w+) shapes than (\w+) shapes", row["question"]).groups()
+            follows = "yes" if listed.count(a) > listed.count(b) else "no"
+        if follows is not None:
+            counts["reasoning_checked"] += 1
+            counts["answer_follows_from_listing"] += str(p.extracted) == follows
+    return {
+        source: {
+            "listing_right": c["listing_right"] / c["n"],
+            "listing_length_right": c["listing_length_right"] / c["n"],
+            **({"answer_follows_from_listing": c["answer_follows_from_listing"] / c["reasoning_checked"]}
+               if c["reasoning_checked"] else {}),
+        }
+        for source, c in sorted(by.items())
+    }
 
 
 def main() -> None:
@@ -86,6 +135,11 @@ def main() -> None:
         accuracy=report.accuracy,
         per_source=histograms(report),
     )
+    toy_splits = {spec.split for spec in recipe.data.eval if spec.path == "toy"}
+    if len(toy_splits) == 1:
+        from mmfinereason.toy.splits import SPLIT_SEEDS
+
+        summary["perception_and_reasoning"] = perception_and_reasoning(report, SPLIT_SEEDS[toy_splits.pop() or "train"])
     with open(out / "predictions.jsonl", "w") as f:
         for p in report.predictions:
             f.write(json.dumps(p.to_record()) + "\n")

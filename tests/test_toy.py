@@ -94,3 +94,36 @@ def test_dataset_is_deterministic_per_seed():
     a, b, c = make_dataset(6, seed=7), make_dataset(6, seed=7), make_dataset(6, seed=8)
     assert a["question"] == b["question"] and a["answer"] == b["answer"]
     assert a["question"] != c["question"]
+
+
+def test_think_traces_list_every_drawn_shape_and_the_answer_follows_from_the_list():
+    """Task v8: every trace first lists the shapes (compare: their colours) in reading order, then answers from
+    that list — so the list must be exactly what was drawn (the caption), and the answer must follow from it."""
+    for row in make_example_rows(400, seed=3):
+        drawn = row["caption"].removeprefix("An image showing ").removesuffix(".").split(", ")
+        think = row["qwen3vl_235b_thinking_response"].split("</think>")[0]
+        listed = re.search(r"from left to right: ([^.]+)\.", think).group(1).split(", ")
+        question, answer = row["question"], row["answer"]
+        if row["source"] == "toy_compare":
+            assert sorted(listed) == sorted(d.split()[1] for d in drawn)
+            a, b = re.search(r"more (\w+) shapes than (\w+) shapes", question).groups()
+            assert answer == ("yes" if listed.count(a) > listed.count(b) else "no")
+            continue
+        assert sorted(listed) == sorted(drawn)
+        if row["source"] == "toy_count":
+            kind = re.search(r"How many (\w+)s are", question).group(1)
+            assert answer == str(sum(item.endswith(" " + kind) for item in listed))
+        else:  # colour / shape of the largest: one of the listed shapes
+            named = re.search(r" is the (\w+ \w+)\.", think).group(1)
+            assert "a " + named in listed
+            colour, kind = named.split()
+            if row["source"] == "toy_shape":
+                assert answer == kind
+            else:  # the option whose text is the named shape's colour
+                assert f"\n{answer}. {colour}" in question
+
+
+def make_example_rows(n: int, seed: int):
+    from mmfinereason.toy import make_example
+
+    return [make_example(i, seed=seed) for i in range(n)]

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-_BUILD_VERSION = 7  # bump when the architecture, tokenizer corpus, template or processor defaults change
+_BUILD_VERSION = 8  # bump when the architecture, tokenizer corpus, template or processor defaults change
 
 TEXT_CONFIG = dict(
     hidden_size=128,

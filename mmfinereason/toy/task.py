@@ -20,6 +20,10 @@ source             question                                       answer type
 ``toy_compare``    are there more X than Y shapes                 yes / no
 =================  =============================================  ===============
 
+Every think trace first lists the shapes in reading order (compare: their colours), then answers from that list
+(task v8). The list makes perception and reasoning separately measurable: ``bench/gspo_study.py`` reports, per
+source, how often a model's listing is right and how often its answer follows from its own listing.
+
 ``difficulty`` (0 = easy … 2 = hard, or ``None`` for a mix) raises the number of distractor shapes, the
 counts to reach and shrinks the shapes. ``pass_rate`` is a deterministic stand-in for the paper's
 "Qwen3-VL-4B success over 4 tries": the fraction of 4 simulated tries that a solver with a per-difficulty
@@ -119,6 +123,17 @@ def _options(correct: str, pool: list[str], difficulty: int, rng: random.Random)
     return options, letter
 
 
+def _reading_order(items: list[Item]) -> list[Item]:
+    """Left to right (then top to bottom), not drawing order: each next shape in a listing is then a function of
+    the image, so the trace teaches a scan instead of asking the model to guess an arbitrary permutation."""
+    return sorted(items, key=lambda it: (it.x, it.y))
+
+
+def _listing(items: list[Item]) -> str:
+    """Every shape in reading order, as the think traces list them: 'a red circle, a blue square'."""
+    return ", ".join(f"a {it.color} {it.kind}" for it in _reading_order(items))
+
+
 def _color_item(difficulty: int, size, rng):
     """Colour of the largest shape (easy: the only shape)."""
     n = 1 + difficulty
@@ -134,9 +149,11 @@ def _color_item(difficulty: int, size, rng):
     which = "the shape" if n == 1 else "the largest shape"
     opts = "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(options))
     question = f"What is the colour of {which} in the image?\nOptions:\n{opts}"
+    # Task v8: the trace lists every shape first (as count's does), so each item supervises what the vision
+    # tower sees of every shape, not of one, and the answer is a choice among what the model has written.
     think = (
-        f"I look at the image. {which.capitalize()} is a {target.color} {target.kind}. "
-        f"The colour {target.color} is option {letter}."
+        f"I list the shapes from left to right: {_listing(items)}. {which.capitalize()} is the {target.color} "
+        f"{target.kind}. The colour {target.color} is option {letter}."
     )
     solution = f"The {which[4:]} is {target.color}, which is option {letter}."
     return items, question, letter, think, solution
@@ -156,10 +173,7 @@ def _count_item(difficulty: int, size, rng):
     rng.shuffle(items)
     plural = kind + "s"
     question = f"How many {plural} are in the image? Answer with a number."
-    # Listed in reading order (left to right), not drawing order: each next shape is then a function of the
-    # image, so the trace teaches a scan instead of asking the model to guess an arbitrary permutation.
-    seen = ", ".join(f"a {it.color} {it.kind}" for it in sorted(items, key=lambda it: (it.x, it.y)))
-    think = f"I list the shapes from left to right: {seen}. Counting only the {plural}, I get {target}."
+    think = f"I list the shapes from left to right: {_listing(items)}. Counting only the {plural}, I get {target}."
     solution = f"There are {target} {plural} in the image."
     return items, question, str(target), think, solution
 
@@ -174,7 +188,7 @@ def _shape_item(difficulty: int, size, rng):
     target = items[0]
     which = "the shape" if n == 1 else "the largest shape"
     question = f"What kind of shape is {which} in the image? Answer with one word: circle, square or triangle."
-    think = f"I look at {which}. It is a {target.color} {target.kind}."
+    think = f"I list the shapes from left to right: {_listing(items)}. {which.capitalize()} is the {target.color} {target.kind}."
     solution = f"The {which[4:]} is a {target.kind}."
     return items, question, target.kind, think, solution
 
@@ -196,7 +210,14 @@ def _compare_item(difficulty: int, size, rng):
     rng.shuffle(items)
     answer = "yes" if na > nb else "no"
     question = f"Are there more {a} shapes than {b} shapes in the image? Answer yes or no."
-    think = f"I count the {a} shapes: {na}. I count the {b} shapes: {nb}. {na} is {'more' if na > nb else 'not more'} than {nb}."
+    # Task v8: the colours are listed in reading order first, then counted — a count over what the model has
+    # written, the text skill GSPO reliably improves on count items (issue 17). Colours only: every shape here is
+    # one of the two colours asked about, and the kinds would push hard items past the 96-token budget.
+    colours = ", ".join(it.color for it in _reading_order(items))
+    think = (
+        f"I list the colours from left to right: {colours}. So {na} {a} and {nb} {b}: "
+        f"{na} is {'more' if na > nb else 'not more'} than {nb}."
+    )
     solution = f"There are {na} {a} and {nb} {b} shapes, so the answer is {answer}."
     return items, question, answer, think, solution
 
