@@ -211,8 +211,10 @@ def _compare_item(difficulty: int, size, rng):
     answer = "yes" if na > nb else "no"
     question = f"Are there more {a} shapes than {b} shapes in the image? Answer yes or no."
     # Task v8: the colours are listed in reading order first, then counted — a count over what the model has
-    # written, the text skill GSPO reliably improves on count items (issue 17). Colours only: every shape here is
-    # one of the two colours asked about, and the kinds would push hard items past the 96-token budget.
+    # written, so an answer that contradicts the model's own list is measurable (bench/gspo_study.py; issue 17:
+    # the demo's SFT model follows its list on 60% of compare items, and GSPO did not raise that). Colours only:
+    # every shape here is one of the two colours asked about, and the kinds would push hard items past the
+    # 96-token budget.
     colours = ", ".join(it.color for it in _reading_order(items))
     think = (
         f"I list the colours from left to right: {colours}. So {na} {a} and {nb} {b}: "
