@@ -47,6 +47,8 @@ _LISTING = re.compile(r"from left to right: ([^.]*)\.")
 def perception_and_reasoning(report, split_seed: int) -> dict:
     """Per source: how often the model's listing of the shapes is right (perception) and how often its answer
     follows from its own listing (reasoning), on the toy task's held-out items (task v8: every trace lists).
+    Follows: count, the number of the asked kind in the list; compare, the sign of the lead of the listed colours;
+    shape, the kind of the shape it named as the largest; colour, the option letter of that shape's colour.
 
     Why: GSPO with a frozen vision tower can fix reasoning, not perception. A cell whose errors are wrong
     listings has nothing for GSPO to learn there, only noise to walk on (issue 17).
@@ -63,9 +65,11 @@ def perception_and_reasoning(report, split_seed: int) -> dict:
         counts["n"] += 1
         if not (gold and mine):
             continue
-        listed = mine.group(1).split(", ")
-        counts["listing_right"] += listed == gold.group(1).split(", ")
-        counts["listing_length_right"] += len(listed) == len(gold.group(1).split(", "))
+        listed, gold_listed = mine.group(1).split(", "), gold.group(1).split(", ")
+        if p.source == "toy_compare":  # task v9: "red +1, blue 0": the colours are what was seen
+            listed, gold_listed = [e.split(" ")[0] for e in listed], [e.split(" ")[0] for e in gold_listed]
+        counts["listing_right"] += listed == gold_listed
+        counts["listing_length_right"] += len(listed) == len(gold_listed)
         follows = None
         if p.source == "toy_count":
             kind = re.search(r"How many (\w+)s are", row["question"]).group(1)
@@ -73,6 +77,13 @@ def perception_and_reasoning(report, split_seed: int) -> dict:
         elif p.source == "toy_compare":
             a, b = re.search(r"more (\w+) shapes than (\w+) shapes", row["question"]).groups()
             follows = "yes" if listed.count(a) > listed.count(b) else "no"
+        elif p.source in ("toy_color", "toy_shape"):  # the answer for the shape the model named as the largest
+            named = re.search(r" is the (\w+) (\w+)\.", p.response.split("</think>")[0])
+            if named and p.source == "toy_shape":
+                follows = named.group(2)
+            elif named:  # the option letter whose text is the named shape's colour (shuffled on hard items)
+                letters = {text: letter for letter, text in re.findall(r"\n([ABCD])\. (\w+)", row["question"])}
+                follows = letters.get(named.group(1), "")
         if follows is not None:
             counts["reasoning_checked"] += 1
             counts["answer_follows_from_listing"] += str(p.extracted) == follows

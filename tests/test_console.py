@@ -57,6 +57,14 @@ def test_sft_line_leads_with_loss_and_token_accuracy():
     assert "1,015 tok/s" in line
 
 
+def test_a_part_with_a_learning_rate_of_its_own_is_shown_beside_the_language_models():
+    fmt = LineFormatter(Clock())
+    fmt.start(0, 80)
+    line = fmt.format({**GSPO_LOG, "learning_rate/vision_tower": 3e-5, "learning_rate/merger": 3e-5}, 5)
+    assert "lr 9.70e-05  vision lr 3.0e-05  merger lr 3.0e-05" in line
+    assert "vision lr" not in fmt.format(GSPO_LOG, 10)
+
+
 def test_tokens_per_second_from_num_tokens_when_not_logged():
     clock = Clock()
     fmt = LineFormatter(clock)

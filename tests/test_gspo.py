@@ -439,6 +439,10 @@ def test_an_unfrozen_vision_tower_trains_at_its_own_learning_rate(tmp_path):
     assert max(text) > 1e-3
     lrs = sorted({g["lr"] for g in trainer.optimizer.param_groups})
     assert lrs == [1e-5, 1e-2]
+    # The logged rate is the language model's, not the first param group's; each part's is logged beside it.
+    logged = [h for h in trainer.state.log_history if "learning_rate" in h]
+    assert logged and all(h["learning_rate"] == 1e-2 for h in logged)
+    assert all(h["learning_rate/vision_tower"] == h["learning_rate/merger"] == 1e-5 for h in logged)
 
 
 @pytest.mark.gpu

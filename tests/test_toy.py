@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from pathlib import Path
 
@@ -97,17 +98,25 @@ def test_dataset_is_deterministic_per_seed():
 
 
 def test_think_traces_list_every_drawn_shape_and_the_answer_follows_from_the_list():
-    """Task v8: every trace first lists the shapes (compare: their colours) in reading order, then answers from
-    that list — so the list must be exactly what was drawn (the caption), and the answer must follow from it."""
+    """Task v8: every trace first lists the shapes (compare: their colours, with the running lead) in reading
+    order, then answers from that list — so the list must be exactly what was drawn (the caption), and the answer
+    must follow from it."""
     for row in make_example_rows(400, seed=3):
         drawn = row["caption"].removeprefix("An image showing ").removesuffix(".").split(", ")
         think = row["qwen3vl_235b_thinking_response"].split("</think>")[0]
         listed = re.search(r"from left to right: ([^.]+)\.", think).group(1).split(", ")
         question, answer = row["question"], row["answer"]
         if row["source"] == "toy_compare":
-            assert sorted(listed) == sorted(d.split()[1] for d in drawn)
+            # Task v9: the question's two colours, in its order, come first; then each listed colour carries the
+            # running lead of the first over the second, one step at a time, and the answer is the final lead's sign.
             a, b = re.search(r"more (\w+) shapes than (\w+) shapes", question).groups()
-            assert answer == ("yes" if listed.count(a) > listed.count(b) else "no")
+            assert think.startswith(f"<think>\nI compare {a} with {b}. The lead of {a} from left to right: ")
+            colours = [entry.split()[0] for entry in listed]
+            assert sorted(colours) == sorted(d.split()[1] for d in drawn)
+            leads = [int(entry.split()[1]) for entry in listed]
+            assert leads == list(itertools.accumulate(1 if c == a else -1 for c in colours))
+            assert f"So {a} leads by {listed[-1].split()[1]}." in think
+            assert answer == ("yes" if leads[-1] > 0 else "no")
             continue
         assert sorted(listed) == sorted(drawn)
         if row["source"] == "toy_count":

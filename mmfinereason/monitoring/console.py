@@ -89,6 +89,10 @@ class LineFormatter:
             parts.append(f"{ACCURACY_KEYS[key]} {100 * _number(logs[key]):>5.1f}%")
         lr = _number(logs.get("learning_rate"))
         parts.append(f"lr {lr:.2e}" if lr is not None else f"lr {'-':>8}")
+        for part in ("vision_tower", "merger"):  # a part at a rate of its own (trainers/part_lr.py)
+            part_lr = _number(logs.get(f"learning_rate/{part}"))
+            if part_lr is not None:
+                parts.append(f"{part.split('_')[0]} lr {part_lr:.1e}")
         tps = _number(logs.get("tokens_per_second"))
         tokens = _number(logs.get("num_tokens"))
         if tps is None and tokens is not None and self.last_tokens is not None:

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-_BUILD_VERSION = 8  # bump when the architecture, tokenizer corpus, template or processor defaults change
+_BUILD_VERSION = 9  # bump when the architecture, tokenizer corpus, template or processor defaults change
 
 TEXT_CONFIG = dict(
     hidden_size=128,
@@ -69,12 +69,27 @@ def _default_cache_dir() -> Path:
     return Path(root)
 
 
+def _task_sources_digest() -> str:
+    """The bytes of the modules the tokenizer is trained from (the task's text, the chat template).
+
+    Why: the BPE is trained on the task's traces, so a trace changed without a bump of ``_BUILD_VERSION`` would
+    load a cached tokenizer trained on the old text (it happened once while developing task v9).
+    """
+    from mmfinereason.toy import task, tokenizer
+
+    digest = hashlib.sha256()
+    for module in (task, tokenizer):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
+
+
 def _cache_key() -> str:
     import tokenizers
     import transformers
 
     blob = json.dumps(
-        [_BUILD_VERSION, TEXT_CONFIG, VISION_CONFIG, IMAGE_PROCESSOR, VIDEO_PROCESSOR, transformers.__version__, tokenizers.__version__],
+        [_BUILD_VERSION, TEXT_CONFIG, VISION_CONFIG, IMAGE_PROCESSOR, VIDEO_PROCESSOR, transformers.__version__,
+         tokenizers.__version__, _task_sources_digest()],
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

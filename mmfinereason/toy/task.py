@@ -20,8 +20,8 @@ source             question                                       answer type
 ``toy_compare``    are there more X than Y shapes                 yes / no
 =================  =============================================  ===============
 
-Every think trace first lists the shapes in reading order (compare: their colours), then answers from that list
-(task v8). The list makes perception and reasoning separately measurable: ``bench/gspo_study.py`` reports, per
+Every think trace first lists the shapes in reading order, then answers from that list (task v8). Compare names
+the question's two colours first and lists the colours with the running lead of one over the other (task v9). The list makes perception and reasoning separately measurable: ``bench/gspo_study.py`` reports, per
 source, how often a model's listing is right and how often its answer follows from its own listing.
 
 ``difficulty`` (0 = easy … 2 = hard, or ``None`` for a mix) raises the number of distractor shapes, the
@@ -193,6 +193,11 @@ def _shape_item(difficulty: int, size, rng):
     return items, question, target.kind, think, solution
 
 
+def _signed(n: int) -> str:
+    """A lead as the compare traces write it: '+2', '0', '-1'."""
+    return f"{n:+d}" if n else "0"
+
+
 def _compare_item(difficulty: int, size, rng):
     a, b = rng.sample(list(COLORS), 2)
     top = (3, 4, 5)[difficulty]
@@ -210,17 +215,26 @@ def _compare_item(difficulty: int, size, rng):
     rng.shuffle(items)
     answer = "yes" if na > nb else "no"
     question = f"Are there more {a} shapes than {b} shapes in the image? Answer yes or no."
-    # Task v8: the colours are listed in reading order first, then counted — a count over what the model has
-    # written, so an answer that contradicts the model's own list is measurable (bench/gspo_study.py; issue 17:
-    # the demo's SFT model follows its list on 60% of compare items, and GSPO did not raise that). Colours only:
-    # every shape here is one of the two colours asked about, and the kinds would push hard items past the
-    # 96-token budget.
-    colours = ", ".join(it.color for it in _reading_order(items))
+    # The trace, task v9 (issue 17): name the question's two colours, then walk the shapes in reading order keeping
+    # the lead of the first colour over the second ("red +1, blue 0, red +1"), and answer from its sign.
+    # * Names first. Task v8 listed the colours, then wrote "So 2 red and 1 blue": the demo's SFT model took those
+    #   names from its own list (the first listed colour in 86% of answers), named the question's pair in order on
+    #   16% of items, and its answers were coin flips (54.4%) although its list held the right comparison on 94%.
+    #   At the start of the answer the question holds the only colour words in context, an easy copy.
+    # * A running lead, not two counts. Counting one colour over a list is a search back through the whole list;
+    #   with the names first but the counts kept, the SFT model's counts followed its list on 52-62% of items and
+    #   compare stayed at 60.8%. Each lead is the previous one +-1: a local step. SFT compare: 88.8%.
+    # Colours only: every shape here is one of the two colours asked about; the kinds would push hard items past the
+    # 96-token budget (the longest trace is 92 tokens).
+    lead, steps = 0, []
+    for it in _reading_order(items):
+        lead += 1 if it.color == a else -1
+        steps.append(f"{it.color} {_signed(lead)}")
     think = (
-        f"I list the colours from left to right: {colours}. So {na} {a} and {nb} {b}: "
-        f"{na} is {'more' if na > nb else 'not more'} than {nb}."
+        f"I compare {a} with {b}. The lead of {a} from left to right: {', '.join(steps)}. "
+        f"So {a} leads by {_signed(lead)}."
     )
-    solution = f"There are {na} {a} and {nb} {b} shapes, so the answer is {answer}."
+    solution = f"{a.capitalize()} leads {b} by {_signed(lead)}, so the answer is {answer}."
     return items, question, answer, think, solution
 
 
