@@ -50,6 +50,9 @@ def perception_and_reasoning(report, split_seed: int) -> dict:
     Follows: count, the number of the asked kind in the list; compare, the sign of the lead of the listed colours;
     shape, the kind of the shape it named as the largest; colour, the option letter of that shape's colour.
 
+    ``accuracy_if_answer_followed_listing`` is the ceiling of reasoning alone: the accuracy had every answer followed
+    from the model's own listing (an item without a parsable listing counts as wrong).
+
     Why: GSPO with a frozen vision tower can fix reasoning, not perception. A cell whose errors are wrong
     listings has nothing for GSPO to learn there, only noise to walk on (issue 17).
     """
@@ -87,12 +90,14 @@ def perception_and_reasoning(report, split_seed: int) -> dict:
         if follows is not None:
             counts["reasoning_checked"] += 1
             counts["answer_follows_from_listing"] += str(p.extracted) == follows
+            counts["listing_implies_gold"] += follows == str(row["answer"])
     return {
         source: {
             "listing_right": c["listing_right"] / c["n"],
             "listing_length_right": c["listing_length_right"] / c["n"],
             **({"answer_follows_from_listing": c["answer_follows_from_listing"] / c["reasoning_checked"]}
                if c["reasoning_checked"] else {}),
+            "accuracy_if_answer_followed_listing": c["listing_implies_gold"] / c["n"],
         }
         for source, c in sorted(by.items())
     }
@@ -150,12 +155,19 @@ def main() -> None:
     if len(toy_splits) == 1:
         from mmfinereason.toy.splits import SPLIT_SEEDS
 
-        summary["perception_and_reasoning"] = perception_and_reasoning(report, SPLIT_SEEDS[toy_splits.pop() or "train"])
+        by_source = perception_and_reasoning(report, SPLIT_SEEDS[toy_splits.pop() or "train"])
+        summary["perception_and_reasoning"] = by_source
+        n = {source: v["n"] for source, v in summary["per_source"].items()}
+        summary["accuracy_if_answers_followed_listings"] = sum(
+            v["accuracy_if_answer_followed_listing"] * n[source] for source, v in by_source.items()
+        ) / sum(n.values())
     with open(out / "predictions.jsonl", "w") as f:
         for p in report.predictions:
             f.write(json.dumps(p.to_record()) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     line = " ".join(f"{s[4:]}={100 * v['accuracy']:.1f}" for s, v in summary["per_source"].items())
+    ceiling = summary.get("accuracy_if_answers_followed_listings")
+    line += f" reasoning_ceiling={100 * ceiling:.1f}" if ceiling is not None else ""
     print(f"RESULT {out.name}: acc={100 * report.accuracy:.1f} {line} train={train_seconds:.0f}s")
 
 

@@ -23,7 +23,7 @@ GSPO_FAST = [
     "train.num_generations=2",
     "train.per_device_train_batch_size=4",
     "train.max_completion_length=8",
-    "data.train.0.limit=8",
+    "data.train=[{path: toy, split: rl, limit: 8}]",  # one source instead of the recipe's four weighted ones
 ]
 
 
