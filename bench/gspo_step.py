@@ -18,16 +18,22 @@ import statistics
 import time
 
 
-def one_arm(recipe_path: str, sft: str, steps: int, skip: bool, out: str) -> dict:
+def build_arm(recipe_path: str, sft: str, steps: int, out: str, *overrides: str):
+    """A GSPO trainer of ``recipe_path`` from ``sft`` for ``steps`` updates, no evaluation, no progress bar
+    (also used by ``bench/gspo_step_parts.py``)."""
     from mmfinereason import load_recipe
     from mmfinereason.pipelines.gspo import build_gspo
 
-    recipe = load_recipe(recipe_path, [
-        f"model.name_or_path={sft}", f"train.output_dir={out}", f"train.max_steps={steps}",
-        f"train.skip_zero_advantage_rows={str(skip).lower()}", "train.logging_steps=1",
+    return build_gspo(load_recipe(recipe_path, [
+        f"model.name_or_path={sft}", f"train.output_dir={out}", f"train.max_steps={steps}", *overrides,
         "eval.before_training=false", "eval.after_training=false", "train.disable_tqdm=true",
-    ])
-    trainer = build_gspo(recipe)
+    ]))
+
+
+def one_arm(recipe_path: str, sft: str, steps: int, skip: bool, out: str) -> dict:
+    trainer = build_arm(
+        recipe_path, sft, steps, out, f"train.skip_zero_advantage_rows={str(skip).lower()}", "train.logging_steps=1"
+    )
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

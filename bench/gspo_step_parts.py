@@ -23,15 +23,11 @@ def one_arm(recipe_path: str, sft: str, steps: int, updates_per_batch: int, out:
     """Seconds per optimizer update and the share spent generating and in the old-policy log-probs forward."""
     import torch
 
-    from mmfinereason import load_recipe
-    from mmfinereason.pipelines.gspo import build_gspo
+    from gspo_step import build_arm  # bench/ is on the path when a bench runs as a script
 
-    recipe = load_recipe(recipe_path, [
-        f"model.name_or_path={sft}", f"train.output_dir={out}", f"train.max_steps={steps}",
-        f"train.steps_per_generation={updates_per_batch}", "train.logging_steps=1000",
-        "eval.before_training=false", "eval.after_training=false", "train.disable_tqdm=true",
-    ])
-    trainer = build_gspo(recipe)
+    trainer = build_arm(
+        recipe_path, sft, steps, out, f"train.steps_per_generation={updates_per_batch}", "train.logging_steps=1000"
+    )
     spent = {"generation": 0.0, "old_logps": 0.0}
 
     def timed(part, fn, when=lambda: True):
@@ -51,9 +47,8 @@ def one_arm(recipe_path: str, sft: str, steps: int, updates_per_batch: int, out:
     start = time.perf_counter()
     trainer.train()
     total = time.perf_counter() - start
-    per_update = total / steps
     return {
-        "seconds_per_update": round(per_update, 3),
+        "seconds_per_update": round(total / steps, 3),
         "generation_per_update": round(spent["generation"] / steps, 3),
         "old_logps_per_update": round(spent["old_logps"] / steps, 3),
         "rest_per_update": round((total - spent["generation"] - spent["old_logps"]) / steps, 3),

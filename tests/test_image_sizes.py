@@ -48,8 +48,8 @@ def trained(tmp_path_factory, tiny_dir):
     ])
     run_sft(sft)
     gspo = load_recipe("recipes/tiny/gspo.yaml", [
-        f"model.name_or_path={root / 'sft'}", f"train.output_dir={root / 'gspo'}", "data.train=[{path: toy, split: rl, limit: 8}]",
-        "train.per_device_train_batch_size=8", *common,
+        f"model.name_or_path={root / 'sft'}", f"train.output_dir={root / 'gspo'}",
+        "data.train=[{path: toy, split: rl, limit: 8}]", "train.per_device_train_batch_size=8", *common,
     ])
     trainer = build_gspo(gspo)
     trainer.save_model(str(root / "gspo"))

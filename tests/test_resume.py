@@ -256,7 +256,8 @@ def _tiny_gspo_overrides(output_dir: Path, init: Path) -> list[str]:
         f"model.name_or_path={init}", f"train.output_dir={output_dir}", "train.use_cpu=true", "train.max_steps=10",
         "train.save_strategy=steps", "train.save_steps=2", "train.per_device_train_batch_size=8",
         "train.num_generations=4", "train.max_completion_length=32", "train.logging_steps=1",
-        "data.train=[{path: toy, split: rl, limit: 64}]", "eval.before_training=false", "eval.after_training=false", "data.eval=[]",
+        "data.train=[{path: toy, split: rl, limit: 64}]", "eval.before_training=false", "eval.after_training=false",
+        "data.eval=[]",
         "train.dynamic_sampling=true", "train.dynamic_sampling_max_retries=2",  # refill draws must resume exactly too
     ]
 
