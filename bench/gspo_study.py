@@ -4,6 +4,8 @@ per-source answer histograms, the training log and the wall time, written to ``O
     PYTHONPATH=. nice -n 10 python bench/gspo_study.py --sft outputs/demo-sft --out outputs/study/base-s42 \
         train.seed=42 train.steps_per_generation=4 ...
     python bench/gspo_study.py --sft outputs/demo-sft --out outputs/study/sft --eval-only   # the SFT baseline
+    python bench/gspo_study.py --sft outputs/demo-sft --out outputs/study/s1 train.seed=1 eval.every_n_steps=20
+                                                 # also the held-out accuracy every 20 updates (~6 s each)
 
 Extra arguments are recipe overrides on ``recipes/tiny/gspo.yaml`` (or ``--recipe``). Evaluation is the demo's:
 the recipe's 500 held-out items, greedy, same pixels; predictions go to ``OUT/predictions.jsonl``. On the toy task the
@@ -143,6 +145,8 @@ def main() -> None:
         summary["updates_per_rollout_batch"] = t.steps_per_generation * t.num_iterations / t.gradient_accumulation_steps
         summary["generation_rounds"] = -(-steps // summary["updates_per_rollout_batch"])
         summary["seconds_per_step"] = train_seconds / max(steps, 1)
+        # eval.every_n_steps=N: the held-out accuracy along the run (does it still climb, or has it settled?)
+        summary["accuracy_along_the_run"] = {h["step"]: h["eval_accuracy"] for h in logs if "eval_accuracy" in h}
     start = time.perf_counter()
     report = measure_accuracy(recipe, model, processor, load_eval_examples(recipe), "accuracy")
     summary.update(
@@ -168,6 +172,8 @@ def main() -> None:
     line = " ".join(f"{s[4:]}={100 * v['accuracy']:.1f}" for s, v in summary["per_source"].items())
     ceiling = summary.get("accuracy_if_answers_followed_listings")
     line += f" reasoning_ceiling={100 * ceiling:.1f}" if ceiling is not None else ""
+    along = summary.get("accuracy_along_the_run")
+    line += " along=" + ",".join(f"{step}:{100 * acc:.1f}" for step, acc in along.items()) if along else ""
     print(f"RESULT {out.name}: acc={100 * report.accuracy:.1f} {line} train={train_seconds:.0f}s")
 
 

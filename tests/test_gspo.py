@@ -383,28 +383,6 @@ def test_refill_is_sized_to_the_missing_groups(tmp_path):
     assert asked == [2] and out["prompt_ids"].shape[0] == 8
 
 
-def test_gspo_logs_held_out_accuracy_during_training(tmp_path):
-    """`eval.every_n_steps` works for stage 2 as for stage 1: the recipe wires the accuracy callback."""
-    from mmfinereason.trainers.eval_callback import AccuracyCallback
-    from mmfinereason.pipelines.gspo import build_gspo
-
-    recipe = recipe_from_dict({
-        "stage": "gspo",
-        "model": {"name_or_path": "tiny", "dtype": "float32"},
-        "data": {"train": [{"path": "toy", "split": "rl", "limit": 8}],
-                 "eval": [{"path": "toy", "split": "test", "limit": 4}]},
-        "train": {"output_dir": str(tmp_path / "gspo"), "max_steps": 2, "num_generations": 2,
-                  "per_device_train_batch_size": 4, "max_completion_length": 8, "save_strategy": "no",
-                  "logging_steps": 1, "disable_tqdm": True},
-        "eval": {"every_n_steps": 1, "max_new_tokens": 8, "batch_size": 4},
-    })
-    trainer = build_gspo(recipe)
-    callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, AccuracyCallback))
-    trainer.train()
-    assert [step for step, _ in callback.history] == [1, 2]
-    assert any("eval_accuracy" in h for h in trainer.state.log_history)
-
-
 # --------------------------------------------------------------------------- end to end
 def length_reward(completions, **kwargs):
     """A signal even a random model has: longer completions score higher."""
