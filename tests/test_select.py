@@ -159,18 +159,32 @@ def trained_dir(tmp_path_factory):
 
 
 def _direct_correct(model, processor, example, k: int, seed: int, max_new_tokens: int, temperature: float) -> int:
-    """Sample `k` answers with `model.generate` by hand (no mmfinereason generation code) and count the right ones."""
+    """Sample `k` answers by hand (no mmfinereason generation code), one `model.generate` per answer, and count the
+    right ones. Each answer is the Gumbel-max sample of its own stream, seeded by `row_seed(seed, "<id>#<j>")`:
+    greedy over logits / T plus Gumbel noise is a sample of softmax(logits / T)."""
+    from transformers import LogitsProcessor
+
     from mmfinereason.data.chat import render_prompt
     from mmfinereason.rewards import is_correct
 
+    class Gumbel(LogitsProcessor):
+        def __init__(self, stream_seed):
+            self.g = torch.Generator().manual_seed(stream_seed)
+
+        def __call__(self, input_ids, scores):
+            u = torch.rand(scores.shape[-1], generator=self.g).clamp(torch.finfo(torch.float32).tiny, 1 - 1e-7)
+            return scores.float() / temperature - torch.log(-torch.log(u))
+
     prompt = render_prompt(processor, example["question"], 1)
     batch = processor(text=[prompt], images=[example["images"]], size={"shortest_edge": 1024, "longest_edge": 25600}, return_tensors="pt")
-    torch.manual_seed(row_seed(seed, example["id"]))
-    out = model.generate(
-        **batch, do_sample=True, temperature=temperature, top_p=1.0, top_k=0, repetition_penalty=1.0, num_return_sequences=k,
-        max_new_tokens=max_new_tokens, pad_token_id=processor.tokenizer.pad_token_id, use_cache=True,
-    )
-    texts = processor.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    texts = []
+    for j in range(k):
+        out = model.generate(
+            **batch, do_sample=False, temperature=None, top_p=None, top_k=None, repetition_penalty=1.0,
+            logits_processor=[Gumbel(row_seed(seed, f"{example['id']}#{j}"))],
+            max_new_tokens=max_new_tokens, pad_token_id=processor.tokenizer.pad_token_id, use_cache=True,
+        )
+        texts += processor.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     return sum(is_correct(t, example["answer"], question=example["question"]) for t in texts)
 
 

@@ -30,14 +30,22 @@ def generate_responses(
     top_p: float = 1.0,
     repetition_penalty: float = 1.0,
     num_return_sequences: int = 1,
+    row_seeds: list[int] | None = None,
 ) -> list[str]:
     """Completions for a batch of normalised examples, left-padded, one ``generate`` call.
 
     Greedy by default (the paper's temperature 0). With ``do_sample`` it is pure temperature / nucleus
     sampling: ``top_k`` is switched off so that a checkpoint's shipped chat defaults (Qwen: top_k 20) do not
     leak in. With ``num_return_sequences=k`` the result holds ``k`` completions per example, example-major.
+    ``row_seeds`` (one per completion, example-major) gives each completion its own random stream
+    (:mod:`~mmfinereason.evaluation.row_sampling`): its draws then do not depend on the rest of the batch.
     """
     model = unwrap_model(model, DISTRIBUTED_WRAPPERS)
+    if do_sample and row_seeds is not None:
+        if len(row_seeds) != len(examples) * num_return_sequences:
+            raise ValueError(f"{len(row_seeds)} row seeds for {len(examples)} x {num_return_sequences} completions")
+        # greedy generate (which the seeded sampling runs as) takes one sequence per row: repeat the rows instead
+        examples, num_return_sequences = [ex for ex in examples for _ in range(num_return_sequences)], 1
     prompts = [render_prompt(processor, ex["question"], len(ex.get("images") or []), system_prompt) for ex in examples]
     images = [list(ex.get("images") or []) for ex in examples]
     kwargs: dict[str, Any] = dict(text=prompts, padding=True, padding_side="left", return_tensors="pt")
@@ -55,7 +63,13 @@ def generate_responses(
         repetition_penalty=repetition_penalty,
         num_return_sequences=num_return_sequences,
     )
-    if do_sample:
+    if do_sample and row_seeds is not None:
+        from mmfinereason.evaluation.row_sampling import RowSeededSampling
+
+        # greedy over Gumbel-perturbed logits is the sample; the processor does temperature and top-p itself
+        gen.update(do_sample=False, temperature=None, top_p=None, top_k=None,
+                   logits_processor=[RowSeededSampling(row_seeds, temperature, top_p)])
+    elif do_sample:
         gen.update(temperature=temperature, top_p=top_p, top_k=0)
     else:
         gen.update(temperature=None, top_p=None, top_k=None)

@@ -105,29 +105,24 @@ class HFGenerator:
         return generate_responses(self.model, self.processor, examples, self.settings.max_new_tokens, **self._kwargs())
 
     def sample(self, examples: list[dict[str, Any]], k: int, seed: int) -> list[list[str]]:
-        from mmfinereason.evaluation.generation import generate_responses
+        """One ``generate`` call per kind of row (with images / text only) for the whole batch of questions;
+        each completion draws from its own stream, seeded by :func:`row_seed` of its question and its index."""
+        from mmfinereason.evaluation.generation import generate_responses, homogeneous_batches
 
         if self.settings.greedy:
             raise UserError(
                 "sampling k answers needs temperature > 0 (greedy draws would all be the same); drop --temperature 0"
             )
-        device = getattr(self.model, "device", torch.device("cpu"))
-        devices = [device] if device.type == "cuda" else []
-        out = []
-        for ex in examples:
-            # fork_rng: seeding here must not disturb the caller's random state (e.g. a training run).
-            with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
-                torch.manual_seed(row_seed(seed, str(ex["id"])))
-                out.append(
-                    generate_responses(
-                        self.model,
-                        self.processor,
-                        [ex],
-                        self.settings.max_new_tokens,
-                        **self._kwargs(),
-                        num_return_sequences=k,
-                    )
-                )
+        out: list[list[str]] = [[] for _ in examples]
+        for rows in homogeneous_batches(examples, max(len(examples), 1)):
+            batch = [examples[i] for i in rows]
+            seeds = [row_seed(seed, f"{ex['id']}#{j}") for ex in batch for j in range(k)]
+            texts = generate_responses(
+                self.model, self.processor, batch, self.settings.max_new_tokens, **self._kwargs(),
+                num_return_sequences=k, row_seeds=seeds,
+            )
+            for n, i in enumerate(rows):
+                out[i] = texts[n * k : (n + 1) * k]
         return out
 
 

@@ -78,7 +78,10 @@ def run(args) -> int:
         print(f"{spec.name}: {len(bench)} rows ({bench.report.summary()}); k={args.k}, seed={args.seed}, {settings.to_dict()}")
         check_run_settings(
             out / "run.json",
-            {"model": target.model, "data": args.data, "backend": backend, "k": args.k, "seed": args.seed, **settings.to_dict()},
+            # "sampling": the draws of the per-row seeded sampler; a store written by the older per-question global
+            # seeding holds other draws, and a run resumed over it would not be the uninterrupted run
+            {"model": target.model, "data": args.data, "backend": backend, "k": args.k, "seed": args.seed,
+             "sampling": "row-seeded-gumbel", **settings.to_dict()},
             args.overwrite,
         )
         store = JsonlStore(out / "samples.jsonl", key="uid")
