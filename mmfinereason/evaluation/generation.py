@@ -41,7 +41,8 @@ def generate_responses(
     (:mod:`~mmfinereason.evaluation.row_sampling`): its draws then do not depend on the rest of the batch.
     """
     model = unwrap_model(model, DISTRIBUTED_WRAPPERS)
-    if do_sample and row_seeds is not None:
+    seeded = do_sample and row_seeds is not None
+    if seeded:
         if len(row_seeds) != len(examples) * num_return_sequences:
             raise ValueError(f"{len(row_seeds)} row seeds for {len(examples)} x {num_return_sequences} completions")
         # greedy generate (which the seeded sampling runs as) takes one sequence per row: repeat the rows instead
@@ -63,7 +64,7 @@ def generate_responses(
         repetition_penalty=repetition_penalty,
         num_return_sequences=num_return_sequences,
     )
-    if do_sample and row_seeds is not None:
+    if seeded:
         from mmfinereason.evaluation.row_sampling import RowSeededSampling
 
         # greedy over Gumbel-perturbed logits is the sample; the processor does temperature and top-p itself

@@ -8,16 +8,16 @@ on CPU, 4,000 toy questions took ~10 minutes where batched rollouts of the same 
 
 How: the Gumbel-max trick. ``argmax(logits / T + G)`` with ``G`` i.i.d. standard Gumbel noise is an exact sample
 from ``softmax(logits / T)``. :class:`RowSeededSampling` is a logits processor that applies the temperature and
-the nucleus (top-p) cut itself, then adds Gumbel noise drawn from each row's own ``torch.Generator``;
-``generate`` then runs *greedy* (``do_sample=False``), and its argmax is the sample. A row's draws depend on its
-seed and on its own logits only — not on its neighbours in the batch, up to the float rounding of batched
-forwards (a tie within an ulp, practically never).
+the nucleus (top-p) cut (``transformers``' ``TopPLogitsWarper``), then adds Gumbel noise drawn from each row's own
+``torch.Generator``; ``generate`` then runs *greedy* (``do_sample=False``), and its argmax is the sample. A row's
+draws depend on its seed and on its own logits only — not on its neighbours in the batch, up to the float
+rounding of batched forwards (a tie within an ulp, practically never).
 """
 
 from __future__ import annotations
 
 import torch
-from transformers import LogitsProcessor
+from transformers import LogitsProcessor, TopPLogitsWarper
 
 
 class RowSeededSampling(LogitsProcessor):
@@ -32,7 +32,8 @@ class RowSeededSampling(LogitsProcessor):
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         self.row_seeds = list(row_seeds)
-        self.temperature, self.top_p = temperature, top_p
+        self.temperature = temperature
+        self._nucleus = TopPLogitsWarper(top_p) if top_p < 1 else None  # transformers' own top-p cut
         self._generators: list[torch.Generator] | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -41,8 +42,8 @@ class RowSeededSampling(LogitsProcessor):
         if self._generators is None:  # made on the first step, on the logits' device
             self._generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.row_seeds]
         logits = scores.float() / self.temperature
-        if self.top_p < 1:
-            logits = _nucleus(logits, self.top_p)
+        if self._nucleus is not None:
+            logits = self._nucleus(input_ids, logits)
         uniform = torch.stack([
             torch.rand(logits.size(1), generator=g, device=logits.device) for g in self._generators
         ])
@@ -50,12 +51,3 @@ class RowSeededSampling(LogitsProcessor):
         gumbel = -torch.log(-torch.log(uniform.clamp(min=tiny, max=1 - 1e-7)))
         return logits + gumbel
 
-
-def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """``logits`` with every token outside the smallest set whose probability reaches ``top_p`` set to -inf
-    (the most likely token always stays), as ``transformers``' ``TopPLogitsWarper`` does."""
-    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-    drop_sorted = cumulative - sorted_logits.softmax(dim=-1) >= top_p  # mass before this token already >= top_p
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
