@@ -10,14 +10,14 @@ per-source answer histograms, the training log and the wall time, written to ``O
 Extra arguments are recipe overrides on ``recipes/tiny/gspo.yaml`` (or ``--recipe``). Evaluation is the demo's:
 the recipe's 500 held-out items, greedy, same pixels; predictions go to ``OUT/predictions.jsonl``. On the toy task the
 summary also says, per source, how often the model's listing of the shapes is right (perception) and how often
-its answer follows from its own listing (reasoning): ``perception_and_reasoning``.
+its answer follows from its own listing (reasoning): ``perception_and_reasoning``
+(:mod:`mmfinereason.toy.diagnosis`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -43,72 +43,11 @@ def histograms(report) -> dict:
     return out
 
 
-_LISTING = re.compile(r"from left to right: ([^.]*)\.")
-
-
-def perception_and_reasoning(report, split_seed: int) -> dict:
-    """Per source: how often the model's listing of the shapes is right (perception) and how often its answer
-    follows from its own listing (reasoning), on the toy task's held-out items (task v8: every trace lists).
-    Follows: count, the number of the asked kind in the list; compare, the sign of the lead of the listed colours;
-    shape, the kind of the shape it named as the largest; colour, the option letter of that shape's colour.
-
-    ``accuracy_if_answer_followed_listing`` is the ceiling of reasoning alone: the accuracy had every answer followed
-    from the model's own listing (an item without a parsable listing counts as wrong).
-
-    Why: GSPO with a frozen vision tower can fix reasoning, not perception. A cell whose errors are wrong
-    listings has nothing for GSPO to learn there, only noise to walk on (issue 17).
-    """
-    from mmfinereason.toy import make_example
-
-    by = defaultdict(Counter)
-    for p in report.predictions:
-        index = int(str(p.id).rsplit("-", 1)[-1])
-        row = make_example(index, seed=split_seed)
-        gold = _LISTING.search(row["qwen3vl_235b_thinking_response"])
-        mine = _LISTING.search(p.response.split("</think>")[0])
-        counts = by[p.source]
-        counts["n"] += 1
-        if not (gold and mine):
-            continue
-        listed, gold_listed = mine.group(1).split(", "), gold.group(1).split(", ")
-        if p.source == "toy_compare":  # task v9: "red +1, blue 0": the colours are what was seen
-            listed, gold_listed = [e.split(" ")[0] for e in listed], [e.split(" ")[0] for e in gold_listed]
-        counts["listing_right"] += listed == gold_listed
-        counts["listing_length_right"] += len(listed) == len(gold_listed)
-        follows = None
-        if p.source == "toy_count":
-            kind = re.search(r"How many (\w+)s are", row["question"]).group(1)
-            follows = str(sum(x.endswith(" " + kind) for x in listed))
-        elif p.source == "toy_compare":
-            a, b = re.search(r"more (\w+) shapes than (\w+) shapes", row["question"]).groups()
-            follows = "yes" if listed.count(a) > listed.count(b) else "no"
-        elif p.source in ("toy_color", "toy_shape"):  # the answer for the shape the model named as the largest
-            named = re.search(r" is the (\w+) (\w+)\.", p.response.split("</think>")[0])
-            if named and p.source == "toy_shape":
-                follows = named.group(2)
-            elif named:  # the option letter whose text is the named shape's colour (shuffled on hard items)
-                letters = {text: letter for letter, text in re.findall(r"\n([ABCD])\. (\w+)", row["question"])}
-                follows = letters.get(named.group(1), "")
-        if follows is not None:
-            counts["reasoning_checked"] += 1
-            counts["answer_follows_from_listing"] += str(p.extracted) == follows
-            counts["listing_implies_gold"] += follows == str(row["answer"])
-    return {
-        source: {
-            "listing_right": c["listing_right"] / c["n"],
-            "listing_length_right": c["listing_length_right"] / c["n"],
-            **({"answer_follows_from_listing": c["answer_follows_from_listing"] / c["reasoning_checked"]}
-               if c["reasoning_checked"] else {}),
-            "accuracy_if_answer_followed_listing": c["listing_implies_gold"] / c["n"],
-        }
-        for source, c in sorted(by.items())
-    }
-
-
 def main() -> None:
     from mmfinereason import load_recipe
     from mmfinereason.pipelines.inputs import load_eval_examples
     from mmfinereason.pipelines.stage import measure_accuracy
+    from mmfinereason.toy.diagnosis import diagnose, reasoning_ceiling
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipe", default="recipes/tiny/gspo.yaml")
@@ -155,16 +94,10 @@ def main() -> None:
         accuracy=report.accuracy,
         per_source=histograms(report),
     )
-    toy_splits = {spec.split for spec in recipe.data.eval if spec.path == "toy"}
-    if len(toy_splits) == 1:
-        from mmfinereason.toy.splits import SPLIT_SEEDS
-
-        by_source = perception_and_reasoning(report, SPLIT_SEEDS[toy_splits.pop() or "train"])
+    by_source = diagnose(report.predictions)  # toy items: errors of seeing vs of reasoning
+    if by_source:
         summary["perception_and_reasoning"] = by_source
-        n = {source: v["n"] for source, v in summary["per_source"].items()}
-        summary["accuracy_if_answers_followed_listings"] = sum(
-            v["accuracy_if_answer_followed_listing"] * n[source] for source, v in by_source.items()
-        ) / sum(n.values())
+        summary["accuracy_if_answers_followed_listings"] = reasoning_ceiling(report.predictions)
     with open(out / "predictions.jsonl", "w") as f:
         for p in report.predictions:
             f.write(json.dumps(p.to_record()) + "\n")

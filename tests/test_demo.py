@@ -60,4 +60,5 @@ def test_demo_runs_both_stages_and_reports_three_accuracies(tmp_path, tiny_dir, 
     assert load_recipe(Path(result.gspo_dir) / "recipe.yaml").model.name_or_path == result.sft_dir
     out = capsys.readouterr().out
     assert "untrained" in out and "after SFT" in out and "after GSPO" in out
+    assert "reasoning ceiling" in out  # toy held-out items: what GSPO added against what reasoning could add
     assert result.sft_dir in out and result.gspo_dir in out

@@ -48,6 +48,30 @@ class DemoResult:
             lines.append(f"{name:<20}{cells}{100 * report.accuracy:>8.1f}%")
         return "\n".join(lines)
 
+    def reasoning_ceilings(self) -> dict[str, float | None]:
+        """Per stage, the accuracy had every answer followed from the model's own listing of the shapes
+        (:mod:`mmfinereason.toy.diagnosis`; ``None`` for held-out items that are not the toy task's)."""
+        from mmfinereason.toy.diagnosis import reasoning_ceiling
+
+        return {"after SFT": reasoning_ceiling(self.after_sft.predictions),
+                "after GSPO": reasoning_ceiling(self.after_gspo.predictions)}
+
+    def headroom(self) -> str | None:
+        """What GSPO added, against what reasoning alone could add to the SFT model (issue 17: the room differs
+        between SFT models, and GSPO's gain follows it)."""
+        ceilings = self.reasoning_ceilings()
+        if ceilings["after SFT"] is None or ceilings["after GSPO"] is None:
+            return None
+        sft, gspo = self.after_sft.accuracy, self.after_gspo.accuracy
+        room, gain = ceilings["after SFT"] - sft, gspo - sft
+        text = (f"reasoning ceiling (the accuracy had each answer followed the model's own listing): "
+                f"SFT {100 * ceilings['after SFT']:.1f}%, GSPO {100 * ceilings['after GSPO']:.1f}%\n")
+        if room <= 0.01:
+            return text + (f"GSPO added {100 * gain:+.1f}; the SFT model was already at its reasoning ceiling: its "
+                           "errors are wrong or unreadable listings (seeing).")
+        return text + (f"GSPO added {100 * gain:+.1f} of the {100 * room:+.1f} points reasoning alone could add to the "
+                       "SFT model; the rest are errors of seeing.")
+
 
 def _same_eval(gspo: Recipe, sft: Recipe) -> Recipe:
     """The GSPO recipe evaluated exactly like the SFT one (same held-out items, same generation settings)."""
@@ -108,6 +132,9 @@ def run_demo(
         f"\n{len(result.untrained.predictions)} held-out items; untrained {100 * result.untrained.accuracy:.1f}% -> "
         f"SFT {100 * result.after_sft.accuracy:.1f}% -> GSPO {100 * result.after_gspo.accuracy:.1f}%"
     )
+    headroom = result.headroom()
+    if headroom:
+        say(headroom)
     say(f"SFT model:  {sft_dir}   ({sft_seconds / 60:.1f} min)")
     say(f"GSPO model: {gspo_dir}   ({gspo_seconds / 60:.1f} min)")
     result.curves = _demo_curves(out, [sft_dir, gspo_dir], [sft_result.curves, gspo_result.curves])

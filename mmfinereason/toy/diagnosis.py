@@ -1,0 +1,104 @@
+"""Seeing or reasoning: on the bundled task, is a wrong answer a wrong listing or an answer that ignores it?
+
+Every think trace of the task lists the shapes before it answers (:mod:`mmfinereason.toy.task`), so a model's
+errors split in two:
+
+* **seeing** — its listing of the shapes is wrong (with the vision tower frozen, GSPO cannot fix these);
+* **reasoning** — its answer does not follow from its own listing (the option letter of the colour it named, the
+  number of the asked kind in its list, the sign of the lead of the colours it listed, the kind it named).
+
+The **reasoning ceiling** is the accuracy had every answer followed from the model's own listing. Its distance
+from a model's accuracy is the room that RL on the text side has. Why it is in the package and printed by the
+demo (issue 17): that room differs from one SFT model to the next (another seed, thread count or CPU gives
+another float rounding), and GSPO's gain follows it. From the demo's SFT model (67.8%, ceiling 75.0%) GSPO adds
++5 to +6; from an SFT model of another seed (69.4%, ceiling 72.8%) it added +0.6 and +1.8. A user who sees +2
+should know whether there were 7 points to take or 3.
+
+Toy items only: each prediction's item is drawn again from its id (``toy-SEED-INDEX``, the task's default mix);
+predictions with other ids are left out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from typing import Iterable
+
+from mmfinereason.toy.task import make_example
+
+_TOY_ID = re.compile(r"^toy-(\d+)-(\d+)$")
+_LISTING = re.compile(r"from left to right: ([^.]*)\.")
+_NAMED = re.compile(r" is the (\w+) (\w+)\.")
+
+
+def _listing(text: str) -> list[str] | None:
+    found = _LISTING.search(text)
+    return found.group(1).split(", ") if found else None
+
+
+def _answer_from_listing(source: str, question: str, listed: list[str], think: str) -> str | None:
+    """The answer that follows from a listing (``None`` where the trace names no shape to answer about)."""
+    if source == "toy_count":
+        kind = re.search(r"How many (\w+)s are", question).group(1)
+        return str(sum(x.endswith(" " + kind) for x in listed))
+    if source == "toy_compare":
+        a, b = re.search(r"more (\w+) shapes than (\w+) shapes", question).groups()
+        return "yes" if listed.count(a) > listed.count(b) else "no"
+    named = _NAMED.search(think)  # colour and shape: about the shape the model named as the (largest) one
+    if named is None:
+        return None
+    if source == "toy_shape":
+        return named.group(2)
+    letters = {text: letter for letter, text in re.findall(r"\n([ABCD])\. (\w+)", question)}
+    return letters.get(named.group(1), "")  # the options are shuffled on hard items: a lookup in the question
+
+
+def diagnose(predictions: Iterable) -> dict[str, dict[str, float]]:
+    """Per source (toy items only): ``n``, ``listing_right`` (the model listed exactly the right shapes),
+    ``listing_length_right``, ``answer_follows_from_listing`` (over the items whose trace it could be read from)
+    and ``accuracy_if_answer_followed_listing`` (an item without a readable listing counts as wrong).
+
+    ``predictions``: :class:`~mmfinereason.evaluation.accuracy.Prediction` objects (``id``, ``source``,
+    ``response``, ``extracted``).
+    """
+    by: dict[str, Counter] = defaultdict(Counter)
+    for p in predictions:
+        toy_id = _TOY_ID.match(str(p.id))
+        if toy_id is None:
+            continue
+        row = make_example(int(toy_id.group(2)), seed=int(toy_id.group(1)))
+        think = str(p.response).split("</think>")[0]
+        gold, mine = _listing(row["qwen3vl_235b_thinking_response"]), _listing(think)
+        counts = by[row["source"]]
+        counts["n"] += 1
+        if gold is None or mine is None:
+            continue
+        if row["source"] == "toy_compare":  # "red +1, blue 0": the colours are what was seen
+            gold, mine = [e.split(" ")[0] for e in gold], [e.split(" ")[0] for e in mine]
+        counts["listing_right"] += mine == gold
+        counts["listing_length_right"] += len(mine) == len(gold)
+        follows = _answer_from_listing(row["source"], row["question"], mine, think)
+        if follows is not None:
+            counts["reasoning_checked"] += 1
+            counts["answer_follows_from_listing"] += str(p.extracted) == follows
+            counts["listing_implies_gold"] += follows == str(row["answer"])
+    return {
+        source: {
+            "n": c["n"],
+            "listing_right": c["listing_right"] / c["n"],
+            "listing_length_right": c["listing_length_right"] / c["n"],
+            **({"answer_follows_from_listing": c["answer_follows_from_listing"] / c["reasoning_checked"]}
+               if c["reasoning_checked"] else {}),
+            "accuracy_if_answer_followed_listing": c["listing_implies_gold"] / c["n"],
+        }
+        for source, c in sorted(by.items())
+    }
+
+
+def reasoning_ceiling(predictions: Iterable) -> float | None:
+    """The accuracy had every answer followed from the model's own listing, over the toy items (``None`` if none)."""
+    by_source = diagnose(predictions)
+    n = sum(v["n"] for v in by_source.values())
+    if not n:
+        return None
+    return sum(v["accuracy_if_answer_followed_listing"] * v["n"] for v in by_source.values()) / n
