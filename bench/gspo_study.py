@@ -47,7 +47,7 @@ def main() -> None:
     from mmfinereason import load_recipe
     from mmfinereason.pipelines.inputs import load_eval_examples
     from mmfinereason.pipelines.stage import measure_accuracy
-    from mmfinereason.toy.diagnosis import diagnose, reasoning_ceiling
+    from mmfinereason.toy.diagnosis import ceiling_of, diagnose
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipe", default="recipes/tiny/gspo.yaml")
@@ -97,7 +97,7 @@ def main() -> None:
     by_source = diagnose(report.predictions)  # toy items: errors of seeing vs of reasoning
     if by_source:
         summary["perception_and_reasoning"] = by_source
-        summary["accuracy_if_answers_followed_listings"] = reasoning_ceiling(report.predictions)
+        summary["accuracy_if_answers_followed_listings"] = ceiling_of(by_source)
     with open(out / "predictions.jsonl", "w") as f:
         for p in report.predictions:
             f.write(json.dumps(p.to_record()) + "\n")

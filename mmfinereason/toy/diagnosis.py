@@ -97,7 +97,11 @@ def diagnose(predictions: Iterable) -> dict[str, dict[str, float]]:
 
 def reasoning_ceiling(predictions: Iterable) -> float | None:
     """The accuracy had every answer followed from the model's own listing, over the toy items (``None`` if none)."""
-    by_source = diagnose(predictions)
+    return ceiling_of(diagnose(predictions))
+
+
+def ceiling_of(by_source: dict[str, dict[str, float]]) -> float | None:
+    """:func:`reasoning_ceiling` from a :func:`diagnose` result already at hand (items are not drawn again)."""
     n = sum(v["n"] for v in by_source.values())
     if not n:
         return None
