@@ -75,10 +75,11 @@ class Plan:
     logits: float
     rollout_buffer: float = 0.0  # GSPO: generated rows kept on the GPU between optimizer steps
     reference: float = 0.0  # GSPO with beta > 0: the reference model's weights
+    anchor: float = 0.0  # GSPO with weight_anchor > 0: the start copy of the trainable weights
 
     def states(self) -> float:
-        """What stays resident for the whole run: weights, gradients, optimizer, rollouts, reference model."""
-        return self.weights + self.gradients + self.optimizer + self.rollout_buffer + self.reference
+        """What stays resident for the whole run: weights, gradients, optimizer, rollouts, reference, anchor."""
+        return self.weights + self.gradients + self.optimizer + self.rollout_buffer + self.reference + self.anchor
 
     def total(self, checkpointing: bool, fused_loss: bool = False) -> float:
         act = self.activations_checkpointed if checkpointing else self.activations
@@ -127,11 +128,14 @@ def estimate(
     chunked_logprobs: bool = False,
     rollout_buffer: float = 0.0,
     reference_model: bool = False,
+    weight_anchor: bool = False,
 ) -> Plan:
     """Bytes per GPU for ``strategy`` (one of :data:`STRATEGIES`) on ``gpus`` data-parallel ranks.
 
     GSPO (see the module docstring): ``chunked_logprobs`` replaces the fp32 logits by TRL's chunked kernel,
-    ``rollout_buffer`` is added as given (bytes), ``reference_model`` adds a frozen copy of the weights.
+    ``rollout_buffer`` is added as given (bytes), ``reference_model`` adds a frozen copy of the weights,
+    ``weight_anchor`` an unsharded copy of the trainable ones (trainers/weight_anchor.py; the trainer refuses it
+    under DeepSpeed and FSDP).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -163,6 +167,7 @@ def estimate(
         else micro_batch_tokens * per_tok["logits"],
         rollout_buffer=rollout_buffer,
         reference=(dtype_bytes * total / (gpus if shard_weights else 1)) if reference_model else 0.0,
+        anchor=dtype_bytes * trainable if weight_anchor else 0.0,
     )
 
 
@@ -215,6 +220,7 @@ def recipe_shapes(recipe) -> dict[str, Any]:
         # ids + attention/completion masks (int64) + old/sampling log-probs (fp32) per token, fp32 pixel patches
         "rollout_buffer": rollout_rows * (seq * (8 + 8 + 8 + 4 + 4) + patches * PATCH_VALUES * 4),
         "reference_model": gspo and float(getattr(t, "beta", 0.0) or 0.0) > 0,
+        "weight_anchor": gspo and float(getattr(t, "weight_anchor", 0.0) or 0.0) > 0,
         "vllm_sleep": bool(getattr(t, "vllm_enable_sleep_mode", False)),
         "micro_batch_tokens": micro,
         "tokens_per_step_per_gpu": micro * int(t.gradient_accumulation_steps),
@@ -243,6 +249,7 @@ def plan_recipe(recipe, launch: str | Path | None = None, gpus: int | None = Non
             dtype_bytes=shapes["dtype_bytes"], offload_optimizer=launch_cfg["offload_optimizer"] and s == launch_cfg["strategy"],
             image_patches=shapes["image_patches"], chunked_logprobs=shapes["chunked_logprobs"],
             rollout_buffer=shapes["rollout_buffer"], reference_model=shapes["reference_model"],
+            weight_anchor=shapes["weight_anchor"],
         )
         for s in STRATEGIES
     }
@@ -309,6 +316,7 @@ def format_plan(report: dict[str, Any], gpu_memory_gib: float = 80.0) -> str:
             f"GSPO: logits = TRL's chunked log-prob kernel (no [tokens, vocab] logits); rollout buffer "
             f"{s['rollout_rows_per_gpu']:,} rows per GPU = {p.rollout_buffer / GIB:.2f} GiB (in every total); "
             f"reference model {'on (beta > 0)' if s['reference_model'] else 'off (beta = 0)'}"
+            + (f"; weight anchor {p.anchor / GIB:.2f} GiB" if s.get("weight_anchor") else "")
         )
     if s.get("vllm_colocate"):
         lines.append(

@@ -152,3 +152,8 @@ def test_gspo_plan_counts_what_trl_materialises(tmp_path):
     assert p.reference == 0.0
     with_ref = plan_recipe(load_recipe(path, ["train.beta=0.04"]), gpus=8)["plans"]["zero2"]
     assert with_ref.reference == with_ref.weights  # a full bf16 copy under ZeRO-2
+    anchored = plan_recipe(load_recipe(path, ["train.weight_anchor=100"]), gpus=8)["plans"]["ddp"]
+    plain = report["plans"]["ddp"]
+    trainable = report["counts"]["language_model"]["trainable"]  # tower and merger frozen, as in the paper
+    assert plain.anchor == 0.0 and anchored.anchor == 2 * trainable  # one bf16 copy of what trains
+    assert anchored.states() == plain.states() + anchored.anchor

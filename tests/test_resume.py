@@ -259,6 +259,7 @@ def _tiny_gspo_overrides(output_dir: Path, init: Path) -> list[str]:
         "data.train=[{path: toy, split: rl, limit: 64}]", "eval.before_training=false", "eval.after_training=false",
         "data.eval=[]",
         "train.dynamic_sampling=true", "train.dynamic_sampling_max_retries=2",  # refill draws must resume exactly too
+        "train.weight_anchor=300",  # the pull must aim at the SFT weights after a resume too, not the checkpoint's
     ]
 
 

@@ -178,6 +178,13 @@ class GSPOConfig(StageArgumentsMixin, TRLGRPOConfig):
         default=None, metadata={"help": "Penalty ramp length in tokens (default: a quarter of max_completion_length)."}
     )
     overlong_penalty_weight: float = field(default=1.0, metadata={"help": "Weight of the overlong penalty reward."})
+    weight_anchor: float = field(
+        default=0.0,
+        metadata={"help": "Pull toward the start (SFT) weights after each optimizer step: p += min(1, lr x "
+                  "weight_anchor) x (p_start - p), AdamW's decoupled decay aimed at the start instead of zero. 0: off "
+                  "(the paper). A KL to the SFT model in weight space, for one copy of the trainable weights and no "
+                  "reference forward; not with DeepSpeed or FSDP (trainers/weight_anchor.py)."},
+    )
     remove_unused_columns: bool | None = field(
         default=False, metadata={"help": "Keep answer / source / question columns: the rewards need them."}
     )
@@ -195,6 +202,8 @@ class GSPOConfig(StageArgumentsMixin, TRLGRPOConfig):
                 f"train.reward_weights has {len(self.reward_weights)} weights for {len(self.reward_funcs)} "
                 f"train.reward_funcs {self.reward_funcs}"
             )
+        if self.weight_anchor < 0:
+            raise ValueError(f"train.weight_anchor must be >= 0 (0: off), got {self.weight_anchor}")
         if self.dynamic_sampling_max_retries < 0:
             raise ValueError("train.dynamic_sampling_max_retries must be >= 0")
         if self.sync_ref_model and self.beta == 0.0:  # TRL refuses it in the trainer, after loading the model

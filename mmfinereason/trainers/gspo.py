@@ -17,6 +17,8 @@ loss, buffering of ``steps_per_generation`` slices, checkpointing, logging. What
   forward/backward of rollouts that cannot move the policy;
 * **rewards by name** in the recipe (``accuracy``, ``format`` or a dotted import path);
 * **per-part learning rates** (:mod:`.part_lr`), as in SFT: an unfrozen vision tower at its own rate;
+* **a weight anchor** (:mod:`.weight_anchor`): a pull back toward the SFT weights after each step, a KL to the
+  SFT model without the reference forward;
 * **metrics TRL lacks**: reward per ``source``, accuracy and format rate, fraction of zero-variance groups and of
   filtered groups, tokens per second; the resolved recipe saved with every checkpoint.
 
@@ -41,6 +43,7 @@ from mmfinereason.trainers.part_lr import PartLearningRatesMixin
 from mmfinereason.trainers.run_files import RecipeCheckpointMixin
 from mmfinereason.trainers.throughput import TokenRate
 from mmfinereason.trainers.vllm_engine import vllm_context
+from mmfinereason.trainers.weight_anchor import WeightAnchor
 from mmfinereason.trainers.zero_advantage import kept_batch, rows_to_keep, rows_with_signal, skip_blocker, zero_uninformative
 from mmfinereason.recipe.train_args import GSPOConfig
 
@@ -89,7 +92,24 @@ class GSPOTrainer(RecipeCheckpointMixin, PartLearningRatesMixin, TRLGRPOTrainer)
         self._skip_blocker = skip_blocker(self)
         if self._skip_blocker and args.skip_zero_advantage_rows:
             logger.info("zero-advantage rows stay in the loss: %s", self._skip_blocker)
+        self._anchor = self._make_anchor(args.weight_anchor)
         attach_monitoring(self)  # one compact console line per log; every log dict into OUTPUT_DIR/log_history.jsonl
+
+    def _make_anchor(self, strength: float) -> WeightAnchor | None:
+        """The weight anchor, its start weights copied now: before ``train()`` loads any checkpoint."""
+        if not strength:
+            return None
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            from mmfinereason.errors import UserError
+
+            raise UserError(
+                "train.weight_anchor works on the weights the optimizer steps in place; DeepSpeed and FSDP step "
+                "sharded or fp32 master copies that would overwrite the pull. Set train.weight_anchor: 0 (or "
+                "train.beta > 0, the KL to the SFT model) with them."
+            )
+        anchor = WeightAnchor(self.model, strength)
+        self.add_callback(anchor)
+        return anchor
 
     def _add_internal_reward(self, func, weight: float) -> None:
         """Append a reward the recipe does not list (the overlong penalty), with its weight, after TRL's setup.
@@ -137,6 +157,8 @@ class GSPOTrainer(RecipeCheckpointMixin, PartLearningRatesMixin, TRLGRPOTrainer)
             logs["tokens_per_second"] = self._token_rate.per_second(self.state.num_input_tokens_seen)
             if self.data_report is not None:
                 logs["rows_skipped"] = float(self.data_report.num_skipped)
+            if self._anchor is not None:
+                logs["weight_anchor/rms_from_start"] = self._anchor.distance_from_start(self.model)
         super().log(logs, start_time)
 
     # ------------------------------------------------------------------ zero-advantage rows
