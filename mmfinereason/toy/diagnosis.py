@@ -10,9 +10,10 @@ errors split in two:
 The **reasoning ceiling** is the accuracy had every answer followed from the model's own listing. Its distance
 from a model's accuracy is the room that RL on the text side has. Why it is in the package and printed by the
 demo (issue 17): that room differs from one SFT model to the next (another seed, thread count or CPU gives
-another float rounding), and GSPO's gain follows it. From the demo's SFT model (67.8%, ceiling 75.0%) GSPO adds
-+5 to +6; from an SFT model of another seed (69.4%, ceiling 72.8%) it added +0.6 and +1.8. A user who sees +2
-should know whether there were 7 points to take or 3.
+another float rounding), and GSPO's gain follows it (with the tiny recipe's weight anchor the mean gains of five SFT
+models rank as their rooms do). From the demo's SFT model (67.8%, ceiling 75.0%) GSPO adds +4 to +7; from an SFT
+model of another seed (69.4%, ceiling 72.8%) +1 to +2. A user who sees +2 should know whether there were 7 points to
+take or 3.
 
 Toy items only: each prediction's item is drawn again from its id (``toy-SEED-INDEX``, the task's default mix);
 predictions with other ids are left out.
