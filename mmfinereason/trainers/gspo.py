@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from trl import GRPOTrainer as TRLGRPOTrainer
 
+from mmfinereason.errors import UserError
 from mmfinereason.trainers.dynamic_sampling import concat_batches, informative_groups, pad_groups, select_rows
 from mmfinereason.monitoring.callbacks import attach_monitoring
 from mmfinereason.rewards.registry import resolve_reward
@@ -100,8 +101,6 @@ class GSPOTrainer(RecipeCheckpointMixin, PartLearningRatesMixin, TRLGRPOTrainer)
         if not strength:
             return None
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
-            from mmfinereason.errors import UserError
-
             raise UserError(
                 "train.weight_anchor works on the weights the optimizer steps in place; DeepSpeed and FSDP step "
                 "sharded or fp32 master copies that would overwrite the pull. Set train.weight_anchor: 0 (or "
