@@ -76,6 +76,7 @@ class Plan:
     rollout_buffer: float = 0.0  # GSPO: generated rows kept on the GPU between optimizer steps
     reference: float = 0.0  # GSPO with beta > 0: the reference model's weights
     anchor: float = 0.0  # GSPO with weight_anchor > 0: the start copy of the trainable weights
+    refused: str = ""  # why the trainer would refuse this strategy for this recipe ("" = it runs)
 
     def states(self) -> float:
         """What stays resident for the whole run: weights, gradients, optimizer, rollouts, reference, anchor."""
@@ -134,8 +135,8 @@ def estimate(
 
     GSPO (see the module docstring): ``chunked_logprobs`` replaces the fp32 logits by TRL's chunked kernel,
     ``rollout_buffer`` is added as given (bytes), ``reference_model`` adds a frozen copy of the weights,
-    ``weight_anchor`` an unsharded copy of the trainable ones (trainers/weight_anchor.py; the trainer refuses it
-    under DeepSpeed and FSDP).
+    ``weight_anchor`` an unsharded copy of the trainable ones (trainers/weight_anchor.py). The trainer refuses
+    the anchor under DeepSpeed and FSDP, so there the plan counts no copy and says why in ``refused`` instead.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -155,6 +156,7 @@ def estimate(
         vision = image_patches * vision_activation_bytes_per_patch(config, dtype_bytes)
         act += vision
         act_ckpt += vision / config.vision_config.depth
+    anchor_refused = weight_anchor and strategy != "ddp"
     return Plan(
         strategy=strategy,
         gpus=gpus,
@@ -167,7 +169,8 @@ def estimate(
         else micro_batch_tokens * per_tok["logits"],
         rollout_buffer=rollout_buffer,
         reference=(dtype_bytes * total / (gpus if shard_weights else 1)) if reference_model else 0.0,
-        anchor=dtype_bytes * trainable if weight_anchor else 0.0,
+        anchor=dtype_bytes * trainable if weight_anchor and not anchor_refused else 0.0,
+        refused="train.weight_anchor runs under DDP only" if anchor_refused else "",
     )
 
 
@@ -272,7 +275,10 @@ def peak_bytes(report: dict[str, Any], strategy: str | None = None, gpu_memory_g
 
 
 def fits(report: dict[str, Any], gpu_memory_gib: float = 80.0, strategy: str | None = None) -> bool:
-    """Whether :func:`peak_bytes` plus :data:`MARGIN_GIB` fits a GPU of ``gpu_memory_gib``."""
+    """Whether :func:`peak_bytes` plus :data:`MARGIN_GIB` fits a GPU of ``gpu_memory_gib``; never for a strategy
+    the trainer refuses (``Plan.refused``)."""
+    if report["plans"][strategy or report["launch"]["strategy"] or "ddp"].refused:
+        return False
     return peak_bytes(report, strategy, gpu_memory_gib) + MARGIN_GIB * GIB <= gpu_memory_gib * GIB
 
 
@@ -304,7 +310,7 @@ def format_plan(report: dict[str, Any], gpu_memory_gib: float = 80.0) -> str:
         best = p.total(True, True)
         mine = peak_bytes(report, name, gpu_memory_gib)
         ok = fits(report, gpu_memory_gib, name)
-        verdict = "  fits" if ok else f"  > {gpu_memory_gib:g} GiB"
+        verdict = f"  refused: {p.refused}" if p.refused else "  fits" if ok else f"  > {gpu_memory_gib:g} GiB"
         lines.append(
             f"{'*' if name == chosen else ' '} {name:<9}{_gib(p.weights)} {_gib(p.gradients)} {_gib(p.optimizer)} "
             f"{_gib(p.activations)} {_gib(p.activations_checkpointed)} {_gib(p.logits)} {_gib(p.total(False))} "
@@ -316,7 +322,8 @@ def format_plan(report: dict[str, Any], gpu_memory_gib: float = 80.0) -> str:
             f"GSPO: logits = TRL's chunked log-prob kernel (no [tokens, vocab] logits); rollout buffer "
             f"{s['rollout_rows_per_gpu']:,} rows per GPU = {p.rollout_buffer / GIB:.2f} GiB (in every total); "
             f"reference model {'on (beta > 0)' if s['reference_model'] else 'off (beta = 0)'}"
-            + (f"; weight anchor {p.anchor / GIB:.2f} GiB" if s.get("weight_anchor") else "")
+            + (f"; weight anchor: {p.refused}" if p.refused else
+               f"; weight anchor {p.anchor / GIB:.2f} GiB" if s.get("weight_anchor") else "")
         )
     if s.get("vllm_colocate"):
         lines.append(

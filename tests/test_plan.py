@@ -140,7 +140,7 @@ def test_gspo_plan_counts_what_trl_materialises(tmp_path):
     buffer on the GPU, and adds a reference model only when beta > 0."""
     from pathlib import Path
 
-    from mmfinereason.plan import chunked_logprob_bytes
+    from mmfinereason.plan import chunked_logprob_bytes, fits, format_plan
 
     path = Path(__file__).resolve().parents[1] / "recipes" / "qwen3vl-8b" / "gspo.yaml"
     report = plan_recipe(load_recipe(path), gpus=8)
@@ -157,3 +157,12 @@ def test_gspo_plan_counts_what_trl_materialises(tmp_path):
     trainable = report["counts"]["language_model"]["trainable"]  # tower and merger frozen, as in the paper
     assert plain.anchor == 0.0 and anchored.anchor == 2 * trainable  # one bf16 copy of what trains
     assert anchored.states() == plain.states() + anchored.anchor
+    # The trainer refuses the anchor under DeepSpeed and FSDP: those rows count no copy and never "fit".
+    anchored_report = plan_recipe(load_recipe(path, ["train.weight_anchor=100"]), gpus=8)
+    for strategy in ("zero1", "zero2", "zero3", "fsdp2"):
+        refused = anchored_report["plans"][strategy]
+        assert refused.refused and refused.anchor == 0.0 and not fits(anchored_report, 1e6, strategy)
+        assert fits(report, 1e6, strategy)  # the same recipe without the anchor fits an unlimited GPU
+    assert not anchored.refused and fits(anchored_report, 1e6, "ddp")
+    table = format_plan(anchored_report)
+    assert table.count("refused: train.weight_anchor runs under DDP only") == 4
