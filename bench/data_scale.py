@@ -26,7 +26,11 @@ once). Extrapolating a one-size time per row would multiply fixed costs by 1.8M/
 * ``first_step_seconds``: wall time from ``accelerate launch`` (2 CPU processes, gloo) of a tiny-model SFT with
   ``tokens_per_batch`` to the first trained step on the small file, cold / warm (requeue) / streaming, plus the
   same launch with the full image check in one process;
-* ``peak_rss_mb`` of each arm, and the streaming arm's resident memory after ``--stream-rows`` rows (flat = no growth).
+* ``peak_rss_mb`` of each arm, and the streaming arm's resident memory after ``--stream-rows`` rows (flat = no growth);
+* ``disk_mb``: what the up-front check leaves on disk for the large file — ``datasets``' prepared copy of the
+  parquet (its own, paid by any non-streaming ``load_dataset``) and the checked rows (ours: images included, since
+  ``datasets`` cannot wrap a single ``image`` column into the ``images`` list without rewriting it), against the
+  parquet itself. Streaming writes neither.
 
 Extrapolation to R = 1,800,000 rows on one node with C = 16 cores and 8 ranks (``first_step_minutes_1p8m_16cores``),
 per-row figures being the slopes:
@@ -231,6 +235,18 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def disk_footprint(parquet: Path, cache: Path) -> dict:
+    """MB of the source parquet, of ``datasets``' prepared copy of it and of the checked rows under ``cache``
+    (one ``HF_DATASETS_CACHE``), and the whole on-disk total as a multiple of the parquet."""
+    mb = lambda files: round(sum(f.stat().st_size for f in files) / 2**20, 1)  # noqa: E731
+    arrow = list(cache.rglob("*.arrow"))
+    checked = [f for f in arrow if f.name.startswith("cache-")]  # map / filter outputs, named by fingerprint
+    prepared = [f for f in arrow if f not in checked]
+    sizes = {"parquet": mb([parquet]), "prepared_arrow": mb(prepared), "checked_rows": mb(checked)}
+    sizes["total_over_parquet"] = round(sum(sizes.values()) / sizes["parquet"], 2)
+    return sizes
+
+
 def run_arm(name: str, rows: Path, num_proc: int, env: dict, extra: str = "") -> dict:
     cmd = [sys.executable, __file__, "--arm", name, "--rows-file", str(rows), "--num-proc", str(num_proc),
            "--extra", extra]
@@ -318,6 +334,8 @@ def main() -> None:
     measure("check.full", "check_full", "ds_full")
     measure("check.header_1p", "check_header", "ds_1p")
     measure("check.header_np", "check_header_np", "ds_np")
+    disk = disk_footprint(files["large"], work / "ds_np-large")
+    print(f"disk: {disk}", file=sys.stderr, flush=True)
     measure("check.warm", "check_header", "ds_np")
     lengths = measure("lengths.uncached", "lengths_uncached", "ds_np")
     measure("lengths.cold_1p", "lengths_cold", "ds_np", "idx_1p")
@@ -368,6 +386,7 @@ def main() -> None:
         "sampler_seconds_1p8m": round(sampler_s, 1),
         "num_proc_speedup": round(speedup, 2),
         "peak_rss_mb": {k: round(v) for k, v in rss.items()},
+        "disk_mb": disk,
         "streaming_rss_mb_after_rows": {k: round(v) for k, v in marks.items()},
         "streaming_rss_growth": round(last / first - 1, 3),
         "first_step_seconds_here": {k: round(v, 1) for k, v in steps.items()},
