@@ -8,6 +8,7 @@ import logging
 import torch
 
 from mmfinereason.errors import UserError
+from mmfinereason.modeling.adapters import adapter_base, is_adapter_dir, merge_adapter
 from mmfinereason.modeling.attention import VARLEN_SDPA, register_varlen_sdpa
 from mmfinereason.modeling.parts import apply_freezing, apply_lora
 from mmfinereason.modeling.source import ModelSourceError, check_model_source
@@ -126,30 +127,42 @@ def load_model(cfg: ModelConfig, training: bool = False):
     """The model, with freezing and (optionally) LoRA applied, ready for a trainer.
 
     ``training=True`` (the pipelines) loads half-precision recipes as fp32 master weights
-    (:func:`parameter_dtype`); inference loads the dtype as asked.
+    (:func:`parameter_dtype`); inference loads the dtype as asked. An adapter folder (a LoRA run's
+    ``checkpoint-N``) is merged into its base first (:mod:`.adapters`).
     """
-    from transformers import AutoModelForImageTextToText
+    model = load_pretrained(cfg, training)
+    apply_freezing(model, cfg)
+    if cfg.lora.enabled:
+        model = apply_lora(model, cfg)
+    return model
 
+
+def load_pretrained(cfg: ModelConfig, training: bool = False):
+    """``cfg.name_or_path`` as a plain transformers model: no freezing, no new adapter, no KV cache."""
     if cfg.attn_implementation == "flash_attention_2":
         require("flash_attn", extra="flash", feature="model.attn_implementation=flash_attention_2")
     if cfg.attn_implementation == VARLEN_SDPA:
         register_varlen_sdpa()
-    path = resolve_name(cfg.name_or_path)
+    model = _from_pretrained(resolve_name(cfg.name_or_path), cfg, parameter_dtype(cfg.dtype, training))
+    # A KV cache during training silently breaks packed attention masks (see data/packing.py).
+    model.config.use_cache = False
+    if hasattr(model.config, "text_config"):
+        model.config.text_config.use_cache = False
+    return model
+
+
+def _from_pretrained(path: str, cfg: ModelConfig, dtype: torch.dtype):
+    from transformers import AutoModelForImageTextToText
+
+    if is_adapter_dir(path):  # never handed to transformers, whose adapter loading needs a newer peft
+        base = adapter_base(path)
+        logger.info("%s is a LoRA adapter: merging it into its base %s", path, base)
+        return merge_adapter(_from_pretrained(resolve_name(base), cfg, dtype), path)
     try:
-        model = AutoModelForImageTextToText.from_pretrained(
-            path, dtype=parameter_dtype(cfg.dtype, training), attn_implementation=cfg.attn_implementation
-        )
+        return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=cfg.attn_implementation)
     except OSError as e:
         raise ModelSourceError(
             f"could not load model '{cfg.name_or_path}': {e}\nOn a machine without internet, download it first "
             f"(`hf download {cfg.name_or_path}`) or set model.name_or_path to a local directory; "
             "`model.name_or_path: tiny` uses the embedded offline model."
         ) from e
-    # A KV cache during training silently breaks packed attention masks (see data/packing.py).
-    model.config.use_cache = False
-    if hasattr(model.config, "text_config"):
-        model.config.text_config.use_cache = False
-    apply_freezing(model, cfg)
-    if cfg.lora.enabled:
-        model = apply_lora(model, cfg)
-    return model

@@ -49,21 +49,29 @@ def apply_freezing(model, cfg: ModelConfig) -> None:
 
 
 def apply_lora(model, cfg: ModelConfig):
+    """``model`` wrapped by peft with LoRA adapters on the linear layers of every part that learns.
+
+    Under LoRA a part learns only through its adapters: peft freezes every base weight. A part the recipe leaves
+    trainable but whose layers ``target_modules`` does not name would be frozen without a word (the tiny recipe's
+    vision tower has ``qkv``, ``proj``, ``linear_fc1``, ``linear_fc2``, not the decoder's names), so that is refused.
+    """
     from peft import LoraConfig, get_peft_model
 
-    # Adapt only modules in parts that are meant to learn; a frozen vision tower stays untouched.
-    frozen_parts = {p for p, f in (("vision_tower", cfg.freeze_vision_tower), ("merger", cfg.freeze_merger)) if f}
-    targets = [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear)
-        and name.split(".")[-1] in cfg.lora.target_modules
-        and part_of(name + ".weight") not in frozen_parts
-    ]
-    if not targets:
+    frozen = {"vision_tower": cfg.freeze_vision_tower, "merger": cfg.freeze_merger, "language_model": cfg.freeze_language_model}
+    linear = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    targets = [n for n in linear if n.split(".")[-1] in cfg.lora.target_modules and not frozen[part_of(n + ".weight")]]
+    adapted = {part_of(n + ".weight") for n in targets}
+    for part in (p for p, is_frozen in frozen.items() if not is_frozen and p not in adapted):
+        names = sorted({n.split(".")[-1] for n in linear if part_of(n + ".weight") == part})
         raise UserError(
-            f"model.lora.target_modules {cfg.lora.target_modules} matched no linear layer of a part that learns; "
-            "name the last part of module names, e.g. q_proj, v_proj"
+            f"model.lora.enabled: the {part} is set to learn, but model.lora.target_modules "
+            f"{cfg.lora.target_modules} names none of its linear layers ({', '.join(names) or 'none'}), and LoRA "
+            f"freezes every weight it does not adapt. Add some of those names to model.lora.target_modules, or "
+            f"freeze the {part} (model.freeze_{part}: true)"
         )
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, target_modules=targets)
-    return get_peft_model(model, lora)
+    model = get_peft_model(model, lora)
+    trainable, total = model.get_nb_trainable_parameters()
+    logger.info("LoRA r=%d on %d layers: %s / %s parameters train (%.2f%%)", cfg.lora.r, len(targets),
+                f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    return model

@@ -25,6 +25,7 @@ def build_gspo(recipe: Recipe, model=None, processor=None):
             f"build_gspo needs a recipe with stage: gspo, got stage: {recipe.stage}; build it with build_{recipe.stage}"
         )
     d, args = recipe.data, recipe.train
+    _refuse_adapter_for_vllm(recipe, model)
     # TRL runs the processor without size arguments and starts vLLM from the model folder: the recipe's pixel
     # bounds must be the processor's own, and saved with it (make_processor), for both to resize alike.
     processor = make_processor(recipe, processor)
@@ -44,6 +45,20 @@ def build_gspo(recipe: Recipe, model=None, processor=None):
         data_report=report,
     )
     return add_accuracy_callback(recipe, trainer)
+
+
+def _refuse_adapter_for_vllm(recipe: Recipe, model) -> None:
+    """TRL starts vLLM from the model's folder, and vLLM cannot load a LoRA adapter folder as a model: say so
+    before the data is prepared, not when the engine starts."""
+    from mmfinereason.modeling.adapters import is_adapter_dir
+    from mmfinereason.modeling.loading import resolve_name
+
+    if model is None and recipe.train.use_vllm and is_adapter_dir(resolve_name(recipe.model.name_or_path)):
+        raise UserError(
+            f"model.name_or_path {recipe.model.name_or_path} is a LoRA adapter (a checkpoint of a LoRA run) and "
+            "train.use_vllm starts vLLM from it, which needs a full model: point model.name_or_path at the LoRA "
+            "run's output folder (the adapter merged in), or set train.use_vllm=false"
+        )
 
 
 def run_gspo(recipe: Recipe) -> RunResult:

@@ -1,18 +1,21 @@
 """The run of either stage, the one pipeline behind both the CLI and the notebook API.
 
 Reading order mirrors a torchtune recipe: (accuracy before) -> train (resumable) -> save -> (accuracy after).
+A LoRA run's saved adapter is then merged into a full model folder (:mod:`mmfinereason.modeling.adapters`).
 The stage-specific wiring (model, data, trainer) is in :mod:`.sft` and :mod:`.gspo`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mmfinereason.recipe.loader import Recipe
 from mmfinereason.evaluation.accuracy import AccuracyReport, evaluate_accuracy
+from mmfinereason.modeling.adapters import ADAPTER_SUBDIR, export_merged, is_peft_model
+from mmfinereason.modeling.loading import load_pretrained
 from mmfinereason.monitoring.history import append_log_entry
 from mmfinereason.pipelines.inputs import accuracy_settings, load_eval_examples
 
@@ -69,6 +72,9 @@ def run_stage(recipe: Recipe, trainer, label: str = "training") -> RunResult:
         if result.accuracy_after is not None:
             trainer.log(result.accuracy_after.metrics())
     if is_main:
+        if is_peft_model(trainer.model):  # last: the other ranks have no collective left to wait in
+            export_merged(out, lambda: load_pretrained(replace(recipe.model, attn_implementation="sdpa")))
+            print(f"\nLoRA: the adapter merged into the model at {out}; the adapter alone in {out / ADAPTER_SUBDIR}")
         print(f"\nsaved model, processor and recipe to {out}")
         result.curves = _write_curves(out)
     return result

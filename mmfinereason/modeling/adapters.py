@@ -1,0 +1,97 @@
+"""LoRA runs that end as ordinary model folders: the adapter merged into its base on the final save, and adapter
+folders (a LoRA run's ``checkpoint-N``) merged into their base when loaded.
+
+Why: peft saves a LoRA run as an adapter folder (``adapter_config.json`` and the adapter weights, no
+``config.json``). Everything that reads a stage's output expects a full model: the GSPO recipe's
+``model.name_or_path``, ``mmfinereason eval``, vLLM (TRL starts it from a folder), a user's ``from_pretrained``.
+transformers can open adapter folders itself, but with transformers 5.25 its adapter code needs peft >= 0.22, newer
+than the registry has: a GSPO run started from a LoRA SFT output trained every weight, adapter and base alike, then
+crashed in its final save. So a LoRA stage writes the merged model at OUTPUT_DIR and the adapter alone under
+OUTPUT_DIR/adapter (:func:`export_merged`), and :func:`load_model <mmfinereason.modeling.loading.load_model>` merges
+an adapter folder into its base with peft's own ``merge_and_unload``, so transformers never sees one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_SUBDIR = "adapter"  # OUTPUT_DIR/adapter: the LoRA weights alone, next to the merged model
+# What peft's save_pretrained writes for an adapter (the model card included); moved as a whole into ADAPTER_SUBDIR.
+ADAPTER_FILES = (ADAPTER_CONFIG, "adapter_model.safetensors", "adapter_model.bin", "README.md")
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    """A folder with an adapter and no model of its own (``config.json``): a LoRA checkpoint."""
+    folder = Path(path)
+    return (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file()
+
+
+def adapter_base(path: str | Path) -> str:
+    """The model the adapter at ``path`` was trained on (``base_model_name_or_path`` of its config)."""
+    config = json.loads((Path(path) / ADAPTER_CONFIG).read_text())
+    base = config.get("base_model_name_or_path")
+    if not base:
+        from mmfinereason.errors import UserError
+
+        raise UserError(f"{path}/{ADAPTER_CONFIG} names no base model (base_model_name_or_path); cannot load it")
+    return str(base)
+
+
+def is_peft_model(model) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # peft is a dependency, but a model can only be a PeftModel if it imports
+        return False
+    return isinstance(model, PeftModel)
+
+
+def merge_adapter(base_model, adapter_dir: str | Path):
+    """``base_model`` with the adapter at ``adapter_dir`` added into its weights; a plain transformers model.
+
+    The merged model remembers ``adapter_dir`` as where it came from, so that a new adapter trained on top of it
+    names that folder as its base, not the base underneath (loading it again merges both, in order).
+    """
+    from peft import PeftModel
+
+    merged = PeftModel.from_pretrained(base_model, str(adapter_dir)).merge_and_unload()
+    _set_origin(merged, adapter_dir)
+    return merged
+
+
+def _set_origin(model, path: str | Path) -> None:
+    """Where ``model`` says it was loaded from: its config's, and the attribute peft reads for an adapter's base."""
+    model.config._name_or_path = str(path)
+    model.name_or_path = str(path)
+
+
+def export_merged(output_dir: str | Path, load_base: Callable[[], object]) -> Path:
+    """Turn the adapter folder that ``trainer.save_model`` wrote at ``output_dir`` into a full model folder.
+
+    The adapter files move to ``output_dir/adapter``; ``load_base()`` (the model the run started from, in the
+    recipe's inference dtype) gets the adapter merged in and is saved at ``output_dir`` through a temporary
+    folder, so that a kill midway leaves either no ``config.json`` or a complete model next to the adapter.
+    The processor and recipe that the stage saves there stay as they are. Returns the adapter folder.
+    """
+    out = Path(output_dir)
+    adapter = out / ADAPTER_SUBDIR
+    adapter.mkdir(exist_ok=True)
+    for name in ADAPTER_FILES:
+        if (out / name).exists():
+            (out / name).replace(adapter / name)
+    merged = merge_adapter(load_base(), adapter)
+    _set_origin(merged, out)
+    staging = out / ".merged-tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    merged.save_pretrained(str(staging))
+    for item in sorted(staging.iterdir(), key=lambda p: p.name == "config.json"):  # config.json last: the commit
+        item.replace(out / item.name)
+    staging.rmdir()
+    logger.info("LoRA: merged model saved to %s, the adapter alone to %s", out, adapter)
+    return adapter

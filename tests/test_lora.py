@@ -1,0 +1,184 @@
+"""LoRA on the tiny model: what trains, what is saved, what the next stage loads, and that resume is exact.
+
+A LoRA stage ends as a full model folder (the adapter merged in, the adapter alone under ``adapter/``) whose
+logits are the trained adapter model's; a LoRA checkpoint (an adapter folder) loads merged; a resumed LoRA run
+ends on the adapter weights of an uninterrupted one (mmfinereason/modeling/adapters.py says why).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmfinereason.errors import UserError
+from mmfinereason.modeling.adapters import ADAPTER_CONFIG, ADAPTER_SUBDIR, is_adapter_dir
+from mmfinereason.modeling.loading import load_model
+from mmfinereason.recipe.loader import load_recipe
+from mmfinereason.recipe.sections import ModelConfig
+
+SFT = "recipes/tiny/sft.yaml"
+
+
+def _lora_recipe(out: Path, *extra: str):
+    return load_recipe(SFT, [
+        f"train.output_dir={out}",
+        "model.lora.enabled=true",
+        "model.freeze_vision_tower=true",
+        "model.freeze_merger=true",
+        "model.lora.dropout=0.0",  # the logits compared below come from the model in eval mode anyway
+        "data.train.0.limit=160",
+        "data.eval.0.limit=8",
+        "eval.limit=8",
+        "eval.before_training=false",
+        "eval.after_training=false",
+        "train.max_steps=4",
+        "train.learning_rate=1e-2",  # adapters start at B = 0: move them visibly in 4 steps
+        "train.logging_steps=1",
+        "train.save_strategy=steps",
+        "train.save_steps=2",
+        *extra,
+    ])
+
+
+def _logits(model, batch) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(**batch).logits.float()
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, tiny_dir):
+    from mmfinereason.pipelines.sft import build_sft
+    from mmfinereason.pipelines.stage import run_stage
+
+    out = tmp_path_factory.mktemp("lora") / "run"
+    recipe = _lora_recipe(out)
+    trainer = build_sft(recipe)
+    run_stage(recipe, trainer)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    return recipe, trainer.model, batch, out
+
+
+def test_lora_trains_the_adapters_only(lora_run, tiny_dir):
+    from transformers import AutoModelForImageTextToText
+
+    _, peft_model, _, _ = lora_run
+    base = AutoModelForImageTextToText.from_pretrained(tiny_dir).state_dict()
+    trained = {k.replace("base_model.model.", "").replace(".base_layer", ""): v
+               for k, v in peft_model.state_dict().items()}
+    adapters = {k: v for k, v in trained.items() if "lora_" in k}
+    assert adapters and any(v.abs().max() > 0 for k, v in adapters.items() if "lora_B" in k)  # B starts at 0
+    frozen = [k for k in base if not torch.equal(base[k], trained[k])]
+    assert frozen == [], f"base weights changed under LoRA: {frozen[:5]}"
+
+
+def test_lora_output_is_a_merged_model_with_the_adapter_beside_it(lora_run, tiny_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    _, peft_model, batch, out = lora_run
+    assert (out / "config.json").is_file() and not (out / ADAPTER_CONFIG).exists() and not is_adapter_dir(out)
+    assert (out / ADAPTER_SUBDIR / ADAPTER_CONFIG).is_file()
+    expected = _logits(peft_model, batch)
+    merged = AutoModelForImageTextToText.from_pretrained(out)  # what GSPO, eval, vLLM and users load
+    assert torch.allclose(_logits(merged, batch), expected, atol=1e-4), (_logits(merged, batch) - expected).abs().max()
+    untrained = _logits(AutoModelForImageTextToText.from_pretrained(tiny_dir), batch)
+    assert (untrained - expected).abs().max() > 1e-2  # the comparison above can fail: the adapter did something
+    adapter_alone = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(tiny_dir), out / ADAPTER_SUBDIR)
+    assert torch.allclose(_logits(adapter_alone, batch), expected, atol=1e-4)
+
+
+def test_a_lora_checkpoint_loads_merged(lora_run, tiny_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    _, _, batch, out = lora_run
+    checkpoint = out / "checkpoint-2"
+    assert is_adapter_dir(checkpoint)
+    loaded = load_model(ModelConfig(name_or_path=str(checkpoint)))  # the next stage, `mmfinereason eval`
+    assert not hasattr(loaded, "peft_config")  # a plain model: no adapter layers left to save or train
+    reference = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(tiny_dir), checkpoint)
+    assert torch.allclose(_logits(loaded, batch), _logits(reference, batch), atol=1e-4)
+
+
+def test_lora_on_top_of_a_lora_checkpoint_names_it_as_its_base(lora_run):
+    _, _, _, out = lora_run
+    cfg = ModelConfig(name_or_path=str(out / "checkpoint-2"), freeze_vision_tower=True, freeze_merger=True)
+    stacked = load_model(dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, enabled=True)), training=True)
+    assert stacked.peft_config["default"].base_model_name_or_path == str(out / "checkpoint-2")
+
+
+def test_a_resumed_lora_run_ends_where_an_uninterrupted_one_does(lora_run, tmp_path):
+    from mmfinereason.pipelines.sft import run_sft
+
+    recipe, _, _, out = lora_run
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(out / "checkpoint-2", resumed / "checkpoint-2")
+    run_sft(_lora_recipe(resumed))
+    from safetensors.torch import load_file
+
+    a = load_file(out / ADAPTER_SUBDIR / "adapter_model.safetensors")
+    b = load_file(resumed / ADAPTER_SUBDIR / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and len(a) > 0
+    start = load_file(out / "checkpoint-2" / "adapter_model.safetensors")
+    assert any(not torch.equal(a[k], start[k]) for k in a)  # steps 3-4 moved the adapters
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+
+
+def test_lora_refuses_to_freeze_a_part_meant_to_learn(tiny_dir):
+    cfg = ModelConfig(name_or_path="tiny", freeze_vision_tower=False)
+    cfg = dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, enabled=True))
+    with pytest.raises(UserError, match="vision_tower.*qkv"):
+        load_model(cfg, training=True)
+    adapted = dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, target_modules=["q_proj", "v_proj", "qkv", "linear_fc1"]))
+    model = load_model(adapted, training=True)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any(".visual.blocks." in n and "lora_" in n for n in trainable)
+    assert all("lora_" in n for n in trainable)
+
+
+def test_vllm_refuses_a_lora_checkpoint_with_what_to_do(lora_run):
+    from mmfinereason.evaluation.generators import GenerationSettings, load_generator
+
+    _, _, _, out = lora_run
+    with pytest.raises(UserError, match="LoRA adapter.*--backend hf"):
+        load_generator(str(out / "checkpoint-2"), GenerationSettings(), backend="vllm")
+
+
+def length_reward(completions, **kwargs):
+    """A signal even a barely trained model has (the task's own reward is 0 for all its rollouts)."""
+    from mmfinereason.rewards import completion_text
+
+    return [len(completion_text(c)) / 100.0 for c in completions]
+
+
+def test_gspo_with_lora_from_a_lora_sft_output(lora_run, tmp_path):
+    """Stage 2 starts from stage 1's LoRA output as from any model folder, trains its own adapter (the anchor of
+    the tiny recipe included) and ends as a merged folder whose logits are the trained adapter model's."""
+    from transformers import AutoModelForImageTextToText
+
+    from mmfinereason.pipelines.gspo import build_gspo
+    from mmfinereason.pipelines.stage import run_stage
+
+    _, _, batch, sft_out = lora_run
+    out = tmp_path / "gspo"
+    recipe = load_recipe("recipes/tiny/gspo.yaml", [
+        f"model.name_or_path={sft_out}", f"train.output_dir={out}", "model.lora.enabled=true", "model.lora.dropout=0.0",
+        "train.max_steps=2", "train.per_device_train_batch_size=8", "train.num_generations=4",
+        "train.max_completion_length=16", "train.learning_rate=1e-2", "train.logging_steps=1",
+        "data.train.0.limit=40", "data.train.1.limit=40", "data.train.2.limit=40", "data.train.3.limit=40",
+        "eval.before_training=false", "eval.after_training=false",
+        "train.reward_funcs=[tests.test_lora:length_reward]", "train.reward_weights=[1.0]",
+    ])
+    trainer = build_gspo(recipe)
+    start = _logits(AutoModelForImageTextToText.from_pretrained(sft_out), batch)
+    run_stage(recipe, trainer)
+    assert (out / ADAPTER_SUBDIR / ADAPTER_CONFIG).is_file() and not is_adapter_dir(out)
+    expected = _logits(trainer.model, batch)
+    assert (expected - start).abs().max() > 1e-4  # the adapter moved
+    assert torch.allclose(_logits(AutoModelForImageTextToText.from_pretrained(out), batch), expected, atol=1e-4)
