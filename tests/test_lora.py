@@ -182,3 +182,27 @@ def test_gspo_with_lora_from_a_lora_sft_output(lora_run, tmp_path):
     expected = _logits(trainer.model, batch)
     assert (expected - start).abs().max() > 1e-4  # the adapter moved
     assert torch.allclose(_logits(AutoModelForImageTextToText.from_pretrained(out), batch), expected, atol=1e-4)
+
+
+def test_a_lora_recipe_is_reproducible_and_exact_under_activation_checkpointing(tmp_path):
+    """New adapters draw lora_A from the RNG before the trainer seeds it: make_model seeds first. And the classic
+    LoRA pitfall, no gradient reaching adapters inside checkpointed layers whose input (frozen embeddings) needs
+    none, would show here as adapters that differ from the run without checkpointing."""
+    from mmfinereason.pipelines.sft import build_sft
+
+    adapters = {}
+    for checkpointing in ("false", "true"):
+        recipe = _lora_recipe(tmp_path / checkpointing, f"train.activation_checkpointing={checkpointing}",
+                              "train.save_strategy=no")
+        trainer = build_sft(recipe)
+        start = {k: v.detach().clone() for k, v in trainer.model.named_parameters() if "lora_" in k}
+        trainer.train()
+        adapters[checkpointing] = {k: v.detach().clone() for k, v in trainer.model.named_parameters() if "lora_" in k}
+        assert any(not torch.equal(start[k], adapters[checkpointing][k]) for k in start)
+        if checkpointing == "false":
+            first_start = start
+        else:
+            assert trainer.model.base_model.model.is_activation_checkpointing
+            assert all(torch.equal(first_start[k], start[k]) for k in start)  # same seed, same lora_A
+    diff = max((adapters["true"][k] - adapters["false"][k]).abs().max().item() for k in adapters["true"])
+    assert diff <= 1e-6, diff

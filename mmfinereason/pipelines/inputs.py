@@ -27,11 +27,20 @@ def make_processor(recipe: Recipe, processor=None):
 
 
 def make_model(recipe: Recipe, model=None):
-    """The model to train: fp32 master weights for a half-precision recipe (see ``modeling.loading``)."""
+    """The model to train: fp32 master weights for a half-precision recipe (see ``modeling.loading``).
+
+    Seeded with ``train.seed`` first: new LoRA adapters draw their initial weights from the global RNG, which
+    the trainer seeds only after the model exists (without this, two runs of one LoRA recipe differ from step 0).
+    """
+    from transformers import set_seed
+
     from mmfinereason.modeling.loading import check_precision, load_model
 
     check_precision(recipe.model, recipe.train)
-    return model if model is not None else load_model(attention_for_packing(recipe), training=True)
+    if model is not None:
+        return model
+    set_seed(recipe.train.seed)
+    return load_model(attention_for_packing(recipe), training=True)
 
 
 DENSE_ATTENTION = ("sdpa", "eager")
