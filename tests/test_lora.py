@@ -206,3 +206,24 @@ def test_a_lora_recipe_is_reproducible_and_exact_under_activation_checkpointing(
             assert all(torch.equal(first_start[k], start[k]) for k in start)  # same seed, same lora_A
     diff = max((adapters["true"][k] - adapters["false"][k]).abs().max().item() for k in adapters["true"])
     assert diff <= 1e-6, diff
+
+
+def test_a_half_precision_lora_run_keeps_the_base_half_and_trains_fp32_adapters(tmp_path):
+    """Full fine-tuning loads fp32 master weights for a bf16 recipe; LoRA need not: nothing updates the base. An
+    8B base in fp32 would cost 35 GB a GPU under DDP where `mmfinereason plan` counts 16 GB."""
+    from mmfinereason.pipelines.sft import build_sft
+    from mmfinereason.pipelines.stage import run_stage
+
+    recipe = _lora_recipe(tmp_path / "bf16", "model.dtype=bfloat16", "train.save_strategy=no")
+    trainer = build_sft(recipe)
+    dtypes = {("lora_" in n, p.dtype) for n, p in trainer.model.named_parameters()}
+    assert dtypes == {(False, torch.bfloat16), (True, torch.float32)}, dtypes
+    start = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    run_stage(recipe, trainer)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+    assert any(not torch.equal(start[n], p) for n, p in trainer.model.named_parameters() if "lora_B" in n)
+    from transformers import AutoModelForImageTextToText
+
+    merged = AutoModelForImageTextToText.from_pretrained(tmp_path / "bf16")
+    assert merged.dtype == torch.bfloat16  # saved in the recipe's dtype, as a full fine-tune of it would be

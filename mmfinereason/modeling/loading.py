@@ -111,26 +111,30 @@ def check_precision(cfg: ModelConfig, args) -> None:
     if cfg.dtype not in HALF_DTYPES:
         return
     flag = "bf16" if cfg.dtype == "bfloat16" else "fp16"
+    weights = f"a {cfg.dtype} frozen base with fp32 LoRA adapters" if cfg.lora.enabled else "fp32 master weights"
     if getattr(args, flag, False):
-        logger.info("model.dtype %s: fp32 master weights, %s autocast (train.%s)", cfg.dtype, cfg.dtype, flag)
+        logger.info("model.dtype %s: %s, %s autocast (train.%s)", cfg.dtype, weights, cfg.dtype, flag)
     elif torch.cuda.is_available() and not getattr(args, "use_cpu", False):
         raise UserError(
-            f"model.dtype: {cfg.dtype} trains fp32 master weights with {cfg.dtype} compute, which needs train.{flag}: "
+            f"model.dtype: {cfg.dtype} trains {weights} with {cfg.dtype} compute, which needs train.{flag}: "
             f"true; with train.{flag} off every step would run in fp32. Set train.{flag}=true, or model.dtype=float32 "
             "for fp32 compute on purpose"
         )
     else:
-        logger.warning("model.dtype %s on CPU: fp32 weights and fp32 compute (no %s autocast here)", cfg.dtype, flag)
+        logger.warning("model.dtype %s on CPU: %s, no %s autocast here", cfg.dtype,
+                       weights if cfg.lora.enabled else "fp32 weights and fp32 compute", flag)
 
 
 def load_model(cfg: ModelConfig, training: bool = False):
     """The model, with freezing and (optionally) LoRA applied, ready for a trainer.
 
     ``training=True`` (the pipelines) loads half-precision recipes as fp32 master weights
-    (:func:`parameter_dtype`); inference loads the dtype as asked. An adapter folder (a LoRA run's
+    (:func:`parameter_dtype`); inference loads the dtype as asked. With LoRA the frozen base stays in the recipe's
+    dtype (nothing updates it, so nothing rounds away: 2 bytes a parameter, as ``mmfinereason plan`` counts) and
+    the adapters train in fp32 (peft's ``autocast_adapter_dtype``). An adapter folder (a LoRA run's
     ``checkpoint-N``) is merged into its base first (:mod:`.adapters`).
     """
-    model = load_pretrained(cfg, training)
+    model = load_pretrained(cfg, training and not cfg.lora.enabled)
     apply_freezing(model, cfg)
     if cfg.lora.enabled:
         model = apply_lora(model, cfg)
