@@ -222,7 +222,8 @@ def recipe_shapes(recipe) -> dict[str, Any]:
         "rollout_rows_per_gpu": rollout_rows,
         # ids + attention/completion masks (int64) + old/sampling log-probs (fp32) per token, fp32 pixel patches
         "rollout_buffer": rollout_rows * (seq * (8 + 8 + 8 + 4 + 4) + patches * PATCH_VALUES * 4),
-        "reference_model": gspo and float(getattr(t, "beta", 0.0) or 0.0) > 0,
+        # with LoRA, TRL's reference is a copy of the adapter ("ref"), not a model: nothing worth counting
+        "reference_model": gspo and float(getattr(t, "beta", 0.0) or 0.0) > 0 and not recipe.model.lora.enabled,
         "weight_anchor": gspo and float(getattr(t, "weight_anchor", 0.0) or 0.0) > 0,
         "vllm_sleep": bool(getattr(t, "vllm_enable_sleep_mode", False)),
         "micro_batch_tokens": micro,

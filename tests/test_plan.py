@@ -152,6 +152,8 @@ def test_gspo_plan_counts_what_trl_materialises(tmp_path):
     assert p.reference == 0.0
     with_ref = plan_recipe(load_recipe(path, ["train.beta=0.04"]), gpus=8)["plans"]["zero2"]
     assert with_ref.reference == with_ref.weights  # a full bf16 copy under ZeRO-2
+    lora_ref = plan_recipe(load_recipe(path, ["train.beta=0.04", "model.lora.enabled=true"]), gpus=8)
+    assert lora_ref["plans"]["zero2"].reference == 0.0  # TRL copies the adapter as its reference, not the model
     anchored = plan_recipe(load_recipe(path, ["train.weight_anchor=100"]), gpus=8)["plans"]["ddp"]
     plain = report["plans"]["ddp"]
     trainable = report["counts"]["language_model"]["trainable"]  # tower and merger frozen, as in the paper
