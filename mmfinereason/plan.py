@@ -224,6 +224,7 @@ def recipe_shapes(recipe) -> dict[str, Any]:
         "rollout_buffer": rollout_rows * (seq * (8 + 8 + 8 + 4 + 4) + patches * PATCH_VALUES * 4),
         # with LoRA, TRL's reference is a copy of the adapter ("ref"), not a model: nothing worth counting
         "reference_model": gspo and float(getattr(t, "beta", 0.0) or 0.0) > 0 and not recipe.model.lora.enabled,
+        "reference_adapter": gspo and float(getattr(t, "beta", 0.0) or 0.0) > 0 and recipe.model.lora.enabled,
         "weight_anchor": gspo and float(getattr(t, "weight_anchor", 0.0) or 0.0) > 0,
         "vllm_sleep": bool(getattr(t, "vllm_enable_sleep_mode", False)),
         "micro_batch_tokens": micro,
@@ -322,7 +323,8 @@ def format_plan(report: dict[str, Any], gpu_memory_gib: float = 80.0) -> str:
         lines.append(
             f"GSPO: logits = TRL's chunked log-prob kernel (no [tokens, vocab] logits); rollout buffer "
             f"{s['rollout_rows_per_gpu']:,} rows per GPU = {p.rollout_buffer / GIB:.2f} GiB (in every total); "
-            f"reference model {'on (beta > 0)' if s['reference_model'] else 'off (beta = 0)'}"
+            "reference model " + ("on (beta > 0)" if s["reference_model"] else "a copy of the LoRA adapter (beta > 0)"
+                                  if s.get("reference_adapter") else "off (beta = 0)")
             + (f"; weight anchor: {p.refused}" if p.refused else
                f"; weight anchor {p.anchor / GIB:.2f} GiB" if s.get("weight_anchor") else "")
         )
