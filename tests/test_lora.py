@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import toy_examples
+from distributed_utils import run, tiny_sft_overrides
 
+from mmfinereason.data.batching.collator import MultimodalCollator
 from mmfinereason.errors import UserError
 from mmfinereason.modeling.adapters import ADAPTER_CONFIG, ADAPTER_SUBDIR, is_adapter_dir
-from mmfinereason.modeling.loading import load_model
+from mmfinereason.modeling.loading import load_model, load_processor
 from mmfinereason.recipe.loader import load_recipe
 from mmfinereason.recipe.sections import ModelConfig
 
@@ -227,3 +230,24 @@ def test_a_half_precision_lora_run_keeps_the_base_half_and_trains_fp32_adapters(
 
     merged = AutoModelForImageTextToText.from_pretrained(tmp_path / "bf16")
     assert merged.dtype == torch.bfloat16  # saved in the recipe's dtype, as a full fine-tune of it would be
+
+
+@pytest.mark.slow
+def test_lora_under_two_process_ddp_exports_once(tmp_path, tiny_dir):
+    """`accelerate launch` with 2 CPU processes: the ranks train one adapter together and only the main process
+    writes the merged folder, whose logits are the saved adapter's on its base."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    out, log = tmp_path / "ddp", tmp_path / "ddp.log"
+    overrides = [*tiny_sft_overrides(out, rows=32, epochs=1, save_steps=2), "model.lora.enabled=true",
+                 "model.freeze_vision_tower=true", "model.freeze_merger=true", "train.learning_rate=1e-2"]
+    assert run("sft", SFT, overrides, tmp_path / "trace", log) == 0, log.read_text()[-3000:]
+    assert log.read_text().count("LoRA: the adapter merged into the model at") == 1
+    assert is_adapter_dir(out / "checkpoint-2") and (out / ADAPTER_SUBDIR / ADAPTER_CONFIG).is_file()
+    merged = AutoModelForImageTextToText.from_pretrained(out)
+    collator = MultimodalCollator(load_processor(str(out)), 512)
+    batch = collator(toy_examples(3, seed=4))
+    adapter = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(tiny_dir), out / ADAPTER_SUBDIR)
+    assert torch.allclose(_logits(merged, batch), _logits(adapter, batch), atol=1e-4)
+    assert (_logits(merged, batch) - _logits(AutoModelForImageTextToText.from_pretrained(tiny_dir), batch)).abs().max() > 1e-3
