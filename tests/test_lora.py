@@ -153,13 +153,6 @@ def test_vllm_refuses_a_lora_checkpoint_with_what_to_do(lora_run):
         load_generator(str(out / "checkpoint-2"), GenerationSettings(), backend="vllm")
 
 
-def length_reward(completions, **kwargs):
-    """A signal even a barely trained model has (the task's own reward is 0 for all its rollouts)."""
-    from mmfinereason.rewards import completion_text
-
-    return [len(completion_text(c)) / 100.0 for c in completions]
-
-
 def test_gspo_with_lora_from_a_lora_sft_output(lora_run, tmp_path):
     """Stage 2 starts from stage 1's LoRA output as from any model folder, trains its own adapter (the anchor of
     the tiny recipe included) and ends as a merged folder whose logits are the trained adapter model's."""
@@ -176,7 +169,7 @@ def test_gspo_with_lora_from_a_lora_sft_output(lora_run, tmp_path):
         "train.max_completion_length=16", "train.learning_rate=1e-2", "train.logging_steps=1",
         "data.train.0.limit=40", "data.train.1.limit=40", "data.train.2.limit=40", "data.train.3.limit=40",
         "eval.before_training=false", "eval.after_training=false",
-        "train.reward_funcs=[tests.test_lora:length_reward]", "train.reward_weights=[1.0]",
+        "train.reward_funcs=[tests.test_gspo:length_reward]", "train.reward_weights=[1.0]",  # the toy reward: 0 here
     ])
     trainer = build_gspo(recipe)
     start = _logits(AutoModelForImageTextToText.from_pretrained(sft_out), batch)

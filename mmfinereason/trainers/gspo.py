@@ -19,6 +19,8 @@ loss, buffering of ``steps_per_generation`` slices, checkpointing, logging. What
 * **per-part learning rates** (:mod:`.part_lr`), as in SFT: an unfrozen vision tower at its own rate;
 * **a weight anchor** (:mod:`.weight_anchor`): a pull back toward the SFT weights after each step, a KL to the
   SFT model without the reference forward;
+* **exact resume inside a rollout batch** (:mod:`.rollout_buffer`): with several updates per batch, a checkpoint
+  between two of them carries the batch, which TRL would regenerate;
 * **metrics TRL lacks**: reward per ``source``, accuracy and format rate, fraction of zero-variance groups and of
   filtered groups, tokens per second; the resolved recipe saved with every checkpoint.
 
@@ -41,6 +43,7 @@ from mmfinereason.trainers.dynamic_sampling import concat_batches, informative_g
 from mmfinereason.monitoring.callbacks import attach_monitoring
 from mmfinereason.rewards.registry import resolve_reward
 from mmfinereason.trainers.part_lr import PartLearningRatesMixin
+from mmfinereason.trainers.rollout_buffer import RolloutBufferCheckpointMixin
 from mmfinereason.trainers.run_files import RecipeCheckpointMixin
 from mmfinereason.trainers.throughput import TokenRate
 from mmfinereason.trainers.vllm_engine import vllm_context
@@ -50,7 +53,7 @@ from mmfinereason.recipe.train_args import GSPOConfig
 
 logger = logging.getLogger(__name__)
 
-class GSPOTrainer(RecipeCheckpointMixin, PartLearningRatesMixin, TRLGRPOTrainer):
+class GSPOTrainer(RecipeCheckpointMixin, RolloutBufferCheckpointMixin, PartLearningRatesMixin, TRLGRPOTrainer):
     """TRL's GRPOTrainer run as GSPO, with dynamic sampling, overlong handling and per-source metrics.
 
     Build it like TRL's (``GSPOTrainer(model, args=GSPOConfig(...), train_dataset=..., processing_class=...)``;
