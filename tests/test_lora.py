@@ -244,3 +244,13 @@ def test_lora_under_two_process_ddp_exports_once(tmp_path, tiny_dir):
     adapter = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(tiny_dir), out / ADAPTER_SUBDIR)
     assert torch.allclose(_logits(merged, batch), _logits(adapter, batch), atol=1e-4)
     assert (_logits(merged, batch) - _logits(AutoModelForImageTextToText.from_pretrained(tiny_dir), batch)).abs().max() > 1e-3
+
+
+def test_all_linear_adapts_every_linear_layer_of_the_parts_that_learn(tiny_dir):
+    cfg = ModelConfig(name_or_path="tiny", freeze_vision_tower=False, freeze_merger=True)
+    cfg = dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, enabled=True, target_modules=["all-linear"]))
+    model = load_model(cfg, training=True)
+    adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in model.named_parameters() if ".lora_A." in n}
+    assert any(".visual.blocks." in n and n.endswith("qkv") for n in adapted)
+    assert any(".language_model." in n and n.endswith("down_proj") for n in adapted)
+    assert not any("merger" in n or n.endswith("lm_head") for n in adapted)  # frozen part; the output head

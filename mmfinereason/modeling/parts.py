@@ -17,6 +17,8 @@ from mmfinereason.recipe.sections import ModelConfig
 
 logger = logging.getLogger(__name__)
 
+ALL_LINEAR = "all-linear"  # model.lora.target_modules: [all-linear] adapts every linear layer of the learning parts
+
 
 def model_parts(model) -> dict[str, list[torch.nn.Parameter]]:
     """Parameters grouped as ``vision_tower``, ``merger`` and ``language_model``."""
@@ -59,14 +61,18 @@ def apply_lora(model, cfg: ModelConfig):
 
     frozen = {"vision_tower": cfg.freeze_vision_tower, "merger": cfg.freeze_merger, "language_model": cfg.freeze_language_model}
     linear = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
-    targets = [n for n in linear if n.split(".")[-1] in cfg.lora.target_modules and not frozen[part_of(n + ".weight")]]
+    wanted = set(cfg.lora.target_modules)
+    every = ALL_LINEAR in wanted  # peft's shorthand; the output head stays out, as in peft
+    targets = [n for n in linear if (every and n.split(".")[-1] != "lm_head" or n.split(".")[-1] in wanted)
+               and not frozen[part_of(n + ".weight")]]
     adapted = {part_of(n + ".weight") for n in targets}
     for part in (p for p, is_frozen in frozen.items() if not is_frozen and p not in adapted):
         names = sorted({n.split(".")[-1] for n in linear if part_of(n + ".weight") == part})
         raise UserError(
             f"model.lora.enabled: the {part} is set to learn, but model.lora.target_modules "
             f"{cfg.lora.target_modules} names none of its linear layers ({', '.join(names) or 'none'}), and LoRA "
-            f"freezes every weight it does not adapt. Add some of those names to model.lora.target_modules, or "
+            f"freezes every weight it does not adapt. Add some of those names to model.lora.target_modules (or use "
+            f"[{ALL_LINEAR}]), or "
             f"freeze the {part} (model.freeze_{part}: true)"
         )
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, target_modules=targets)

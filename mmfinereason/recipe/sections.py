@@ -72,7 +72,8 @@ class LoraSettings:
     dropout: float = field(default=0.05, metadata={"help": "Dropout on the adapter input."})
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        metadata={"help": "Module names to adapt; the vision tower is excluded unless it is unfrozen."},
+        metadata={"help": "Module names to adapt (the last part of the name, e.g. q_proj), or [all-linear] for every "
+                  "linear layer but the output head; only in parts that learn (model.freeze_*: false)."},
     )
 
 
