@@ -254,3 +254,15 @@ def test_all_linear_adapts_every_linear_layer_of_the_parts_that_learn(tiny_dir):
     assert any(".visual.blocks." in n and n.endswith("qkv") for n in adapted)
     assert any(".language_model." in n and n.endswith("down_proj") for n in adapted)
     assert not any("merger" in n or n.endswith("lm_head") for n in adapted)  # frozen part; the output head
+
+
+def test_plan_counts_the_adapters_peft_creates(tiny_dir):
+    from transformers import AutoConfig
+
+    from mmfinereason.modeling.backbone import count_parameters
+
+    for targets, tower_frozen in ((["q_proj", "v_proj"], True), (["all-linear"], False)):
+        cfg = ModelConfig(name_or_path="tiny", freeze_vision_tower=tower_frozen)
+        cfg = dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, enabled=True, target_modules=targets))
+        trainable, _ = load_model(cfg, training=True).get_nb_trainable_parameters()
+        assert count_parameters(AutoConfig.from_pretrained(tiny_dir), cfg)["lora_adapters"]["trainable"] == trainable

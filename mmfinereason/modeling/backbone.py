@@ -106,13 +106,11 @@ def count_parameters(config, model_cfg=None) -> dict[str, dict[str, int]]:
         if not frozen[part]:
             counts[part]["trainable"] += p.numel()
     lora = getattr(model_cfg, "lora", None)
-    if lora is not None and lora.enabled:  # adapters train, the base stays frozen
-        text = config.text_config
-        h, i, layers = text.hidden_size, text.intermediate_size, text.num_hidden_layers
-        q, kv = text.num_attention_heads * text.head_dim, text.num_key_value_heads * text.head_dim
-        dims = {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
-        adapters = sum(lora.r * (a + b) for m, (a, b) in dims.items() if m in lora.target_modules) * layers
+    if lora is not None and lora.enabled:  # adapters train, the base stays frozen: r x (in + out) per adapted layer
+        from mmfinereason.modeling.parts import lora_targets
+
+        layers = dict(model.named_modules())
+        adapters = sum(lora.r * (layers[n].in_features + layers[n].out_features) for n in lora_targets(model, model_cfg))
         for c in counts.values():
             c["trainable"] = 0
         counts["lora_adapters"] = {"total": adapters, "trainable": adapters}

@@ -50,15 +50,10 @@ def apply_freezing(model, cfg: ModelConfig) -> None:
     logger.info("trainable parameters: %s / %s (%.1f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
 
 
-def apply_lora(model, cfg: ModelConfig):
-    """``model`` wrapped by peft with LoRA adapters on the linear layers of every part that learns.
-
-    Under LoRA a part learns only through its adapters: peft freezes every base weight. A part the recipe leaves
-    trainable but whose layers ``target_modules`` does not name would be frozen without a word (the tiny recipe's
-    vision tower has ``qkv``, ``proj``, ``linear_fc1``, ``linear_fc2``, not the decoder's names), so that is refused.
-    """
-    from peft import LoraConfig, get_peft_model
-
+def lora_targets(model, cfg: ModelConfig) -> list[str]:
+    """The names of the linear layers LoRA adapts: ``target_modules`` (or all of them, ``[all-linear]``, the output
+    head aside) within the parts that learn. Refuses a learning part it would leave frozen (see :func:`apply_lora`).
+    Also what ``mmfinereason plan`` counts, on a model built on the ``meta`` device."""
     frozen = {"vision_tower": cfg.freeze_vision_tower, "merger": cfg.freeze_merger, "language_model": cfg.freeze_language_model}
     linear = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
     wanted = set(cfg.lora.target_modules)
@@ -72,9 +67,21 @@ def apply_lora(model, cfg: ModelConfig):
             f"model.lora.enabled: the {part} is set to learn, but model.lora.target_modules "
             f"{cfg.lora.target_modules} names none of its linear layers ({', '.join(names) or 'none'}), and LoRA "
             f"freezes every weight it does not adapt. Add some of those names to model.lora.target_modules (or use "
-            f"[{ALL_LINEAR}]), or "
-            f"freeze the {part} (model.freeze_{part}: true)"
+            f"[{ALL_LINEAR}]), or freeze the {part} (model.freeze_{part}: true)"
         )
+    return targets
+
+
+def apply_lora(model, cfg: ModelConfig):
+    """``model`` wrapped by peft with LoRA adapters on the linear layers of every part that learns.
+
+    Under LoRA a part learns only through its adapters: peft freezes every base weight. A part the recipe leaves
+    trainable but whose layers ``target_modules`` does not name would be frozen without a word (the tiny recipe's
+    vision tower has ``qkv``, ``proj``, ``linear_fc1``, ``linear_fc2``, not the decoder's names), so that is refused.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora_targets(model, cfg)
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, target_modules=targets)
     model = get_peft_model(model, lora)
     trainable, total = model.get_nb_trainable_parameters()
