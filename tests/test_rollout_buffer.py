@@ -7,10 +7,12 @@ and a reward every random model earns (length); without the saved batch the same
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from mmfinereason.pipelines.gspo import run_gspo
@@ -36,7 +38,7 @@ def _max_diff(a: dict, b: dict) -> float:
 
 
 @pytest.mark.slow
-def test_resume_inside_a_rollout_batch_matches_an_uninterrupted_run(tmp_path, tiny_dir, monkeypatch):
+def test_resume_inside_a_rollout_batch_matches_an_uninterrupted_run(tmp_path, tiny_dir, monkeypatch, caplog):
     reference = _run(tmp_path / "ref")
     checkpoints = sorted((tmp_path / "ref").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     inside = [p.name for p in checkpoints if buffer_file(p, 0).is_file()]
@@ -46,6 +48,17 @@ def test_resume_inside_a_rollout_batch_matches_an_uninterrupted_run(tmp_path, ti
         shutil.copytree(tmp_path / "ref" / name, tmp_path / name / name)
         diff = _max_diff(reference, _run(tmp_path / name))
         assert diff <= 1e-6, f"resumed from {name}: weights {diff} from the uninterrupted run"
+
+    # Written by another number of processes: every rank regenerates the batch (a rank that alone skipped
+    # generation would hang the others in its collectives), with a warning.
+    shutil.copytree(tmp_path / "ref" / "checkpoint-1", tmp_path / "other-world" / "checkpoint-1")
+    saved = torch.load(buffer_file(tmp_path / "other-world" / "checkpoint-1", 0), weights_only=False)
+    saved["world_size"] = 2
+    torch.save(saved, buffer_file(tmp_path / "other-world" / "checkpoint-1", 0))  # same size: the marker still holds
+    with caplog.at_level(logging.WARNING, logger="mmfinereason.trainers.rollout_buffer"):
+        regenerated = _run(tmp_path / "other-world")
+    assert "written by 2 processes, resuming on 1" in caplog.text
+    assert _max_diff(reference, regenerated) > 1e-6
 
     # What TRL alone does: the saved batch is not read, the rest of it is regenerated. (Deleting the file instead
     # would make the checkpoint incomplete, and the run would start over.)
