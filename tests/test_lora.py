@@ -138,6 +138,9 @@ def test_lora_refuses_to_freeze_a_part_meant_to_learn(tiny_dir):
     cfg = dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, enabled=True))
     with pytest.raises(UserError, match="vision_tower.*qkv"):
         load_model(cfg, training=True)
+    all_frozen = dataclasses.replace(cfg, freeze_vision_tower=True, freeze_language_model=True)
+    with pytest.raises(UserError, match="every part is frozen"):
+        load_model(all_frozen, training=True)
     adapted = dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, target_modules=["q_proj", "v_proj", "qkv", "linear_fc1"]))
     model = load_model(adapted, training=True)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]

@@ -69,6 +69,9 @@ def lora_targets(model, cfg: ModelConfig) -> list[str]:
             f"freezes every weight it does not adapt. Add some of those names to model.lora.target_modules (or use "
             f"[{ALL_LINEAR}]), or freeze the {part} (model.freeze_{part}: true)"
         )
+    if not targets:
+        raise UserError("model.lora.enabled: LoRA adapts the parts that learn, and every part is frozen; set one of "
+                        "model.freeze_vision_tower, model.freeze_merger, model.freeze_language_model to false")
     return targets
 
 
