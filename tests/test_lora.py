@@ -22,6 +22,7 @@ from mmfinereason.modeling.adapters import ADAPTER_CONFIG, ADAPTER_SUBDIR, is_ad
 from mmfinereason.modeling.loading import load_model, load_processor
 from mmfinereason.recipe.loader import load_recipe
 from mmfinereason.recipe.sections import ModelConfig
+from mmfinereason.toy import tiny_model_dir
 
 SFT = "recipes/tiny/sft.yaml"
 
@@ -269,3 +270,19 @@ def test_plan_counts_the_adapters_peft_creates(tiny_dir):
         cfg = dataclasses.replace(cfg, lora=dataclasses.replace(cfg.lora, enabled=True, target_modules=targets))
         trainable, _ = load_model(cfg, training=True).get_nb_trainable_parameters()
         assert count_parameters(AutoConfig.from_pretrained(tiny_dir), cfg)["lora_adapters"]["trainable"] == trainable
+
+
+def test_rerunning_a_finished_lora_run_keeps_a_loadable_merged_folder(lora_run):
+    """The adapter is saved under adapter/, never at the top of the output folder, where transformers would read
+    the folder as an adapter even beside the merged config.json."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    from mmfinereason.pipelines.sft import run_sft
+
+    recipe, _, batch, out = lora_run
+    run_sft(_lora_recipe(out))  # resumes from the final checkpoint: no step left, saved and merged again
+    assert not (out / ADAPTER_CONFIG).exists() and (out / "config.json").is_file()
+    base = AutoModelForImageTextToText.from_pretrained(tiny_model_dir())
+    expected = _logits(PeftModel.from_pretrained(base, out / ADAPTER_SUBDIR), batch)
+    assert torch.allclose(_logits(AutoModelForImageTextToText.from_pretrained(out), batch), expected, atol=1e-4)

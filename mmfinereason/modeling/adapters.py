@@ -23,8 +23,6 @@ logger = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_SUBDIR = "adapter"  # OUTPUT_DIR/adapter: the LoRA weights alone, next to the merged model
-# What peft's save_pretrained writes for an adapter (the model card included); moved as a whole into ADAPTER_SUBDIR.
-ADAPTER_FILES = (ADAPTER_CONFIG, "adapter_model.safetensors", "adapter_model.bin", "README.md")
 
 
 def is_adapter_dir(path: str | Path) -> bool:
@@ -72,19 +70,16 @@ def _set_origin(model, path: str | Path) -> None:
 
 
 def export_merged(output_dir: str | Path, load_base: Callable[[], object]) -> Path:
-    """Turn the adapter folder that ``trainer.save_model`` wrote at ``output_dir`` into a full model folder.
+    """Write the full model at ``output_dir``: ``load_base()`` (the model the run started from, in the recipe's
+    inference dtype) with the adapter that the stage saved in ``output_dir/adapter`` merged in.
 
-    The adapter files move to ``output_dir/adapter``; ``load_base()`` (the model the run started from, in the
-    recipe's inference dtype) gets the adapter merged in and is saved at ``output_dir`` through a temporary
-    folder, so that a kill midway leaves either no ``config.json`` or a complete model next to the adapter.
-    The processor and recipe that the stage saves there stay as they are. Returns the adapter folder.
+    The adapter never sits at the top of ``output_dir``: a folder with ``adapter_config.json`` there is read by
+    transformers as an adapter, even beside a ``config.json``. The merged files go through a temporary folder,
+    ``config.json`` last, so that a kill midway leaves the complete adapter and no half model. The processor and
+    recipe that the stage saves there stay as they are. Returns the adapter folder.
     """
     out = Path(output_dir)
     adapter = out / ADAPTER_SUBDIR
-    adapter.mkdir(exist_ok=True)
-    for name in ADAPTER_FILES:
-        if (out / name).exists():
-            (out / name).replace(adapter / name)
     merged = merge_adapter(load_base(), adapter)
     _set_origin(merged, out)
     staging = out / ".merged-tmp"

@@ -62,7 +62,8 @@ def run_stage(recipe: Recipe, trainer, label: str = "training") -> RunResult:
     train_output = train_resumable(trainer, recipe.train.resume_from_checkpoint)
     result.metrics = dict(train_output.metrics)
     result.log_history = list(trainer.state.log_history)
-    trainer.save_model(str(out))
+    lora = is_peft_model(trainer.model)  # the adapter goes to its own folder, merged into OUTPUT_DIR at the end
+    trainer.save_model(str(out / ADAPTER_SUBDIR if lora else out))
     if is_main:
         trainer.processing_class.save_pretrained(str(out))
         recipe.save(out / "recipe.yaml")
@@ -72,7 +73,7 @@ def run_stage(recipe: Recipe, trainer, label: str = "training") -> RunResult:
         if result.accuracy_after is not None:
             trainer.log(result.accuracy_after.metrics())
     if is_main:
-        if is_peft_model(trainer.model):  # last: the other ranks have no collective left to wait in
+        if lora:  # last: the other ranks have no collective left to wait in
             export_merged(out, lambda: load_pretrained(replace(recipe.model, attn_implementation="sdpa")))
             print(f"\nLoRA: the adapter merged into the model at {out}; the adapter alone in {out / ADAPTER_SUBDIR}")
         print(f"\nsaved model, processor and recipe to {out}")
