@@ -27,10 +27,9 @@ once). Extrapolating a one-size time per row would multiply fixed costs by 1.8M/
   ``tokens_per_batch`` to the first trained step on the small file, cold / warm (requeue) / streaming, plus the
   same launch with the full image check in one process;
 * ``peak_rss_mb`` of each arm, and the streaming arm's resident memory after ``--stream-rows`` rows (flat = no growth);
-* ``disk_mb``: what the up-front check leaves on disk for the large file — ``datasets``' prepared copy of the
-  parquet (its own, paid by any non-streaming ``load_dataset``) and the checked rows (ours: images included, since
-  ``datasets`` cannot wrap a single ``image`` column into the ``images`` list without rewriting it), against the
-  parquet itself. Streaming writes neither.
+* ``disk_mb``: what the up-front check leaves on disk for the large file, against the parquet: ``datasets``' own
+  prepared copy and our checked rows (images included: a single ``image`` column cannot become the ``images``
+  list without a rewrite). Streaming writes neither.
 
 Extrapolation to R = 1,800,000 rows on one node with C = 16 cores and 8 ranks (``first_step_minutes_1p8m_16cores``),
 per-row figures being the slopes:

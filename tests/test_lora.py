@@ -109,6 +109,21 @@ def test_a_lora_checkpoint_loads_merged(lora_run, tiny_dir):
     assert torch.allclose(_logits(loaded, batch), _logits(reference, batch), atol=1e-4)
 
 
+def test_an_adapter_whose_base_is_missing_says_so(lora_run, tmp_path):
+    import json
+
+    from mmfinereason.modeling.source import ModelSourceError
+
+    _, _, _, out = lora_run
+    moved = tmp_path / "moved-checkpoint"
+    shutil.copytree(out / "checkpoint-2", moved)
+    config = json.loads((moved / ADAPTER_CONFIG).read_text())
+    config["base_model_name_or_path"] = str(tmp_path / "gone")  # the base folder of another machine
+    (moved / ADAPTER_CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ModelSourceError, match="LoRA adapter on the base .*gone.*does not exist"):
+        load_model(ModelConfig(name_or_path=str(moved)))
+
+
 def test_lora_on_top_of_a_lora_checkpoint_names_it_as_its_base(lora_run):
     _, _, _, out = lora_run
     cfg = ModelConfig(name_or_path=str(out / "checkpoint-2"), freeze_vision_tower=True, freeze_merger=True)

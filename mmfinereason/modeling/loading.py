@@ -8,7 +8,7 @@ import logging
 import torch
 
 from mmfinereason.errors import UserError
-from mmfinereason.modeling.adapters import adapter_base, is_adapter_dir, merge_adapter
+from mmfinereason.modeling.adapters import ADAPTER_CONFIG, adapter_base, is_adapter_dir, merge_adapter
 from mmfinereason.modeling.attention import VARLEN_SDPA, register_varlen_sdpa
 from mmfinereason.modeling.parts import apply_freezing, apply_lora
 from mmfinereason.modeling.source import ModelSourceError, check_model_source
@@ -161,7 +161,12 @@ def _from_pretrained(path: str, cfg: ModelConfig, dtype: torch.dtype):
     if is_adapter_dir(path):  # never handed to transformers, whose adapter loading needs a newer peft
         base = adapter_base(path)
         logger.info("%s is a LoRA adapter: merging it into its base %s", path, base)
-        return merge_adapter(_from_pretrained(resolve_name(base), cfg, dtype), path)
+        try:
+            base_path = resolve_name(base)
+        except ModelSourceError as e:  # e.g. a checkpoint copied from a machine whose base folder is not here
+            raise ModelSourceError(f"{path} is a LoRA adapter on the base {base!r} ({ADAPTER_CONFIG}: "
+                                   f"base_model_name_or_path), which cannot be loaded here: {e}") from None
+        return merge_adapter(_from_pretrained(base_path, cfg, dtype), path)
     try:
         return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=cfg.attn_implementation)
     except OSError as e:
