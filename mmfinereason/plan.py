@@ -213,6 +213,7 @@ def recipe_shapes(recipe) -> dict[str, Any]:
     checkpointing = bool(getattr(t, "activation_checkpointing", False) or getattr(t, "gradient_checkpointing", False))
     dtype = str(recipe.model.dtype)
     gspo = recipe.stage == "gspo"
+    kl = gspo and float(getattr(t, "beta", 0.0) or 0.0) > 0  # a KL term: TRL keeps a reference to score against
     # GSPO: rows generated at once per GPU and kept until consumed; each row carries its own pixel values
     rollout_rows = rows * int(getattr(t, "steps_per_generation", None) or t.gradient_accumulation_steps) if gspo else 0
     patches = max(1, int(d.max_pixels) // 256)
@@ -223,8 +224,8 @@ def recipe_shapes(recipe) -> dict[str, Any]:
         # ids + attention/completion masks (int64) + old/sampling log-probs (fp32) per token, fp32 pixel patches
         "rollout_buffer": rollout_rows * (seq * (8 + 8 + 8 + 4 + 4) + patches * PATCH_VALUES * 4),
         # with LoRA, TRL's reference is a copy of the adapter ("ref"), not a model: nothing worth counting
-        "reference_model": gspo and float(getattr(t, "beta", 0.0) or 0.0) > 0 and not recipe.model.lora.enabled,
-        "reference_adapter": gspo and float(getattr(t, "beta", 0.0) or 0.0) > 0 and recipe.model.lora.enabled,
+        "reference_model": kl and not recipe.model.lora.enabled,
+        "reference_adapter": kl and recipe.model.lora.enabled,
         "weight_anchor": gspo and float(getattr(t, "weight_anchor", 0.0) or 0.0) > 0,
         "vllm_sleep": bool(getattr(t, "vllm_enable_sleep_mode", False)),
         "micro_batch_tokens": micro,

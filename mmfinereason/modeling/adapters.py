@@ -43,10 +43,8 @@ def adapter_base(path: str | Path) -> str:
 
 
 def is_peft_model(model) -> bool:
-    try:
-        from peft import PeftModel
-    except ImportError:  # peft is a dependency, but a model can only be a PeftModel if it imports
-        return False
+    from peft import PeftModel
+
     return isinstance(model, PeftModel)
 
 

@@ -74,8 +74,8 @@ def run_stage(recipe: Recipe, trainer, label: str = "training") -> RunResult:
             trainer.log(result.accuracy_after.metrics())
     if is_main:
         if lora:  # last: the other ranks have no collective left to wait in
-            export_merged(out, lambda: load_pretrained(replace(recipe.model, attn_implementation="sdpa")))
-            print(f"\nLoRA: the adapter merged into the model at {out}; the adapter alone in {out / ADAPTER_SUBDIR}")
+            adapter = export_merged(out, lambda: load_pretrained(replace(recipe.model, attn_implementation="sdpa")))
+            print(f"\nLoRA: the adapter merged into the model at {out}; the adapter alone in {adapter}")
         print(f"\nsaved model, processor and recipe to {out}")
         result.curves = _write_curves(out)
     return result

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from mmfinereason.trainers.run_files import checkpoint_dir
+
 logger = logging.getLogger(__name__)
 
 
@@ -49,9 +51,7 @@ class RolloutBufferCheckpointMixin:
         super()._save_checkpoint(model, trial)
         if not self._inside_rollout_batch():
             return
-        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-        folder = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        folder = checkpoint_dir(self)
         if folder.is_dir():  # written before the completion marker (on_save), so the marker lists it
             saved = {"step": self._step, "world_size": self.args.world_size,
                      "slices": _moved(self._buffered_inputs, "cpu")}

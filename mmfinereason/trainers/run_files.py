@@ -10,6 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def checkpoint_dir(trainer) -> Path:
+    """The folder ``Trainer._save_checkpoint`` writes for the current step (``OUTPUT_DIR/checkpoint-N``)."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    return Path(trainer.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}"
+
+
 class RecipeCheckpointMixin:
     """Put first in the bases of a ``transformers.Trainer`` subclass that has a ``recipe`` attribute (or None)."""
 
@@ -22,8 +29,6 @@ class RecipeCheckpointMixin:
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
-        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-        folder = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        folder = checkpoint_dir(self)
         if folder.is_dir():
             self.save_recipe(folder)

@@ -23,7 +23,7 @@ from trl import SFTTrainer as TRLSFTTrainer
 from mmfinereason.data.batching.worker_counts import pop_counts
 from mmfinereason.monitoring.callbacks import attach_monitoring
 from mmfinereason.trainers.part_lr import PartLearningRatesMixin
-from mmfinereason.trainers.run_files import RecipeCheckpointMixin
+from mmfinereason.trainers.run_files import RecipeCheckpointMixin, checkpoint_dir
 from mmfinereason.trainers.throughput import TokenRate
 from mmfinereason.recipe.train_args import SFTConfig  # noqa: F401  (also importable from here, as before)
 
@@ -116,11 +116,9 @@ class SFTTrainer(RecipeCheckpointMixin, PartLearningRatesMixin, TRLSFTTrainer):
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if is_streaming_batcher(self.train_batch_sampler):
-            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
             from mmfinereason.trainers.stream_state import save_stream_state
 
-            folder = f"{self.args.output_dir}/{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder = checkpoint_dir(self)
             consumed = self.state.global_step * self.args.gradient_accumulation_steps
             save_stream_state(self.train_batch_sampler, folder, self.args.process_index, consumed,
                               self.args.dataloader_num_workers)
