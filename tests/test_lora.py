@@ -301,3 +301,28 @@ def test_rerunning_a_finished_lora_run_keeps_a_loadable_merged_folder(lora_run):
     base = AutoModelForImageTextToText.from_pretrained(tiny_model_dir())
     expected = _logits(PeftModel.from_pretrained(base, out / ADAPTER_SUBDIR), batch)
     assert torch.allclose(_logits(AutoModelForImageTextToText.from_pretrained(out), batch), expected, atol=1e-4)
+
+
+def test_a_lora_output_whose_merge_was_killed_loads_its_adapter_merged(lora_run, tmp_path, caplog):
+    """A kill during the final merge leaves the complete adapter/ and no config.json (written last): the run is not
+    lost. The folder loads as its adapter merged into the base, with a warning, and vLLM is refused with what to do."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    from mmfinereason.evaluation.generators import GenerationSettings, load_generator
+
+    _, peft_model, batch, out = lora_run
+    killed = tmp_path / "killed-mid-merge"
+    shutil.copytree(out, killed, ignore=shutil.ignore_patterns("checkpoint-*"))
+    (killed / "config.json").unlink()  # the merged weights were moved in; the commit (config.json last) never came
+    with caplog.at_level("WARNING"):
+        loaded = load_model(ModelConfig(name_or_path=str(killed)))
+    assert "stopped while merging" in caplog.text
+    reference = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(tiny_model_dir()), killed / ADAPTER_SUBDIR)
+    assert torch.allclose(_logits(loaded, batch), _logits(reference, batch), atol=1e-4)
+    assert (_logits(loaded, batch) - _logits(AutoModelForImageTextToText.from_pretrained(tiny_model_dir()), batch)).abs().max() > 1e-2
+    with pytest.raises(UserError, match="stopped while merging"):
+        load_generator(str(killed), GenerationSettings(), backend="vllm")
+    shutil.rmtree(killed / ADAPTER_SUBDIR)  # neither a model nor an adapter: transformers' own error, not a merge
+    with pytest.raises(Exception, match="config.json|could not load"):
+        load_model(ModelConfig(name_or_path=str(killed)))

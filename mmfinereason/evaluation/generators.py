@@ -222,15 +222,16 @@ def load_generator(
 ) -> Generator:
     """A ready generator for ``model_name`` (``tiny``, a hub id or a local directory)."""
     from mmfinereason.recipe.loader import ModelConfig
-    from mmfinereason.modeling.adapters import is_adapter_dir
+    from mmfinereason.modeling.adapters import adapter_to_merge
     from mmfinereason.modeling.loading import load_model, load_processor, resolve_name
 
     asked, backend = backend, pick_backend(backend)
-    if backend == "vllm" and is_adapter_dir(resolve_name(model_name)):
+    if backend == "vllm" and adapter_to_merge(resolve_name(model_name)) is not None:
         if asked == "vllm":
             raise UserError(
-                f"{model_name} is a LoRA adapter (a checkpoint of a LoRA run), which vLLM cannot load as a model; "
-                "use the run's output folder (the adapter merged in) or --backend hf (merges it in memory)"
+                f"{model_name} holds a LoRA adapter and no merged model (a checkpoint of a LoRA run, or a LoRA run "
+                "stopped while merging), which vLLM cannot load; use the run's finished output folder (the adapter "
+                "merged in) or --backend hf (merges it in memory)"
             )
         logger.info("%s is a LoRA adapter: generating with transformers (the adapter merged in memory)", model_name)
         backend = "hf"

@@ -31,6 +31,21 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file()
 
 
+def adapter_to_merge(path: str | Path) -> Path | None:
+    """The adapter that loading ``path`` must merge, or None for a plain model folder (or a hub id).
+
+    Either ``path`` itself (a LoRA checkpoint: :func:`is_adapter_dir`) or, in a LoRA stage's output folder whose
+    final merge did not finish (killed mid-export: the complete ``adapter/`` is there, ``config.json`` is not),
+    ``path/adapter``: the trained run is not lost, it loads merged like a checkpoint.
+    """
+    folder = Path(path)
+    if is_adapter_dir(folder):
+        return folder
+    if not (folder / "config.json").exists() and is_adapter_dir(folder / ADAPTER_SUBDIR):
+        return folder / ADAPTER_SUBDIR
+    return None
+
+
 def adapter_base(path: str | Path) -> str:
     """The model the adapter at ``path`` was trained on (``base_model_name_or_path`` of its config)."""
     config = json.loads((Path(path) / ADAPTER_CONFIG).read_text())
@@ -73,8 +88,10 @@ def export_merged(output_dir: str | Path, load_base: Callable[[], object]) -> Pa
 
     The adapter never sits at the top of ``output_dir``: a folder with ``adapter_config.json`` there is read by
     transformers as an adapter, even beside a ``config.json``. The merged files go through a temporary folder,
-    ``config.json`` last, so that a kill midway leaves the complete adapter and no half model. The processor and
-    recipe that the stage saves there stay as they are. Returns the adapter folder.
+    ``config.json`` last, so that a kill midway leaves the complete adapter and no half model (such a folder loads
+    as its adapter merged: :func:`adapter_to_merge`). A rerun into a finished folder first removes the old
+    ``config.json``, so that old and new weight shards are never read as one model. The processor and recipe that
+    the stage saves there stay as they are. Returns the adapter folder.
     """
     out = Path(output_dir)
     adapter = out / ADAPTER_SUBDIR
@@ -83,6 +100,7 @@ def export_merged(output_dir: str | Path, load_base: Callable[[], object]) -> Pa
     staging = out / ".merged-tmp"
     shutil.rmtree(staging, ignore_errors=True)
     merged.save_pretrained(str(staging))
+    (out / "config.json").unlink(missing_ok=True)  # from here to the commit the folder reads as an unfinished merge
     for item in sorted(staging.iterdir(), key=lambda p: p.name == "config.json"):  # config.json last: the commit
         item.replace(out / item.name)
     staging.rmdir()

@@ -4,11 +4,12 @@ and LoRA (:mod:`.parts`). ``sdpa_varlen`` is registered here, when a recipe asks
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 
 from mmfinereason.errors import UserError
-from mmfinereason.modeling.adapters import ADAPTER_CONFIG, adapter_base, is_adapter_dir, merge_adapter
+from mmfinereason.modeling.adapters import ADAPTER_CONFIG, adapter_base, adapter_to_merge, merge_adapter
 from mmfinereason.modeling.attention import VARLEN_SDPA, register_varlen_sdpa
 from mmfinereason.modeling.parts import apply_freezing, apply_lora
 from mmfinereason.modeling.source import ModelSourceError, check_model_source
@@ -158,15 +159,21 @@ def load_pretrained(cfg: ModelConfig, training: bool = False):
 def _from_pretrained(path: str, cfg: ModelConfig, dtype: torch.dtype):
     from transformers import AutoModelForImageTextToText
 
-    if is_adapter_dir(path):  # never handed to transformers, whose adapter loading needs a newer peft
-        base = adapter_base(path)
-        logger.info("%s is a LoRA adapter: merging it into its base %s", path, base)
+    adapter = adapter_to_merge(path)
+    if adapter is not None:  # never handed to transformers, whose adapter loading needs a newer peft
+        base = adapter_base(adapter)
+        if adapter != Path(path):
+            logger.warning("%s has no merged model (its LoRA run was stopped while merging): merging %s into its "
+                           "base %s in memory (vLLM needs the merged folder: rerun the stage, which resumes from its last "
+                           "checkpoint)", path, adapter, base)
+        else:
+            logger.info("%s is a LoRA adapter: merging it into its base %s", path, base)
         try:
             base_path = resolve_name(base)
         except ModelSourceError as e:  # e.g. a checkpoint copied from a machine whose base folder is not here
-            raise ModelSourceError(f"{path} is a LoRA adapter on the base {base!r} ({ADAPTER_CONFIG}: "
+            raise ModelSourceError(f"{adapter} is a LoRA adapter on the base {base!r} ({ADAPTER_CONFIG}: "
                                    f"base_model_name_or_path), which cannot be loaded here: {e}") from None
-        return merge_adapter(_from_pretrained(base_path, cfg, dtype), path)
+        return merge_adapter(_from_pretrained(base_path, cfg, dtype), adapter)
     try:
         return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=cfg.attn_implementation)
     except OSError as e:

@@ -50,12 +50,13 @@ def build_gspo(recipe: Recipe, model=None, processor=None):
 def _refuse_adapter_for_vllm(recipe: Recipe, model) -> None:
     """TRL starts vLLM from the model's folder, and vLLM cannot load a LoRA adapter folder as a model: say so
     before the data is prepared, not when the engine starts."""
-    from mmfinereason.modeling.adapters import is_adapter_dir
+    from mmfinereason.modeling.adapters import adapter_to_merge
     from mmfinereason.modeling.loading import resolve_name
 
-    if model is None and recipe.train.use_vllm and is_adapter_dir(resolve_name(recipe.model.name_or_path)):
+    if model is None and recipe.train.use_vllm and adapter_to_merge(resolve_name(recipe.model.name_or_path)) is not None:
         raise UserError(
-            f"model.name_or_path {recipe.model.name_or_path} is a LoRA adapter (a checkpoint of a LoRA run) and "
+            f"model.name_or_path {recipe.model.name_or_path} holds a LoRA adapter and no merged model (a LoRA "
+            "checkpoint, or a LoRA run stopped while merging) and "
             "train.use_vllm starts vLLM from it, which needs a full model: point model.name_or_path at the LoRA "
             "run's output folder (the adapter merged in), or set train.use_vllm=false"
         )
