@@ -163,9 +163,9 @@ def _from_pretrained(path: str, cfg: ModelConfig, dtype: torch.dtype):
     if adapter is not None:  # never handed to transformers, whose adapter loading needs a newer peft
         base = adapter_base(adapter)
         if adapter != Path(path):
-            logger.warning("%s has no merged model (its LoRA run was stopped while merging): merging %s into its "
-                           "base %s in memory (vLLM needs the merged folder: rerun the stage, which resumes from its last "
-                           "checkpoint)", path, adapter, base)
+            logger.warning("%s has no merged model (its LoRA run was stopped while merging): merging %s into "
+                           "its base %s in memory (vLLM needs the merged folder: rerun the stage, which resumes "
+                           "from its last checkpoint)", path, adapter, base)
         else:
             logger.info("%s is a LoRA adapter: merging it into its base %s", path, base)
         try:

@@ -53,7 +53,9 @@ def _refuse_adapter_for_vllm(recipe: Recipe, model) -> None:
     from mmfinereason.modeling.adapters import adapter_to_merge
     from mmfinereason.modeling.loading import resolve_name
 
-    if model is None and recipe.train.use_vllm and adapter_to_merge(resolve_name(recipe.model.name_or_path)) is not None:
+    if model is not None or not recipe.train.use_vllm:
+        return
+    if adapter_to_merge(resolve_name(recipe.model.name_or_path)) is not None:
         raise UserError(
             f"model.name_or_path {recipe.model.name_or_path} holds a LoRA adapter and no merged model (a LoRA "
             "checkpoint, or a LoRA run stopped while merging) and "
