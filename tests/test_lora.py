@@ -328,3 +328,19 @@ def test_a_lora_output_whose_merge_was_killed_loads_its_adapter_merged(lora_run,
     shutil.rmtree(killed / ADAPTER_SUBDIR)  # neither a model nor an adapter: transformers' own error, not a merge
     with pytest.raises(Exception, match="config.json|could not load"):
         load_model(ModelConfig(name_or_path=str(killed)))
+
+
+@pytest.mark.parametrize("folder", ["checkpoint-2", "killed"])
+def test_gspo_with_vllm_refuses_an_adapter_folder_before_preparing_data(lora_run, tmp_path, folder):
+    from mmfinereason.pipelines.gspo import build_gspo
+
+    _, _, _, out = lora_run
+    source = out / "checkpoint-2"
+    if folder == "killed":  # a LoRA output folder whose merge never committed its config.json
+        source = tmp_path / "killed"
+        shutil.copytree(out, source, ignore=shutil.ignore_patterns("checkpoint-*"))
+        (source / "config.json").unlink()
+    recipe = load_recipe("recipes/tiny/gspo.yaml", [f"model.name_or_path={source}", "train.use_vllm=true",
+                                                    f"train.output_dir={tmp_path / 'gspo'}"])
+    with pytest.raises(UserError, match="holds a LoRA adapter and no merged model.*train.use_vllm=false"):
+        build_gspo(recipe)
