@@ -174,6 +174,9 @@ def _from_pretrained(path: str, cfg: ModelConfig, dtype: torch.dtype):
             raise ModelSourceError(f"{adapter} is a LoRA adapter on the base {base!r} ({ADAPTER_CONFIG}: "
                                    f"base_model_name_or_path), which cannot be loaded here: {e}") from None
         return merge_adapter(_from_pretrained(base_path, cfg, dtype), adapter)
+    if Path(path).is_dir() and not (Path(path) / "config.json").is_file():  # transformers: "Unrecognized model"
+        raise ModelSourceError(f"could not load model '{cfg.name_or_path}': the folder has no config.json (nor a LoRA "
+                               "adapter), so it holds no model; point model.name_or_path at a model folder")
     try:
         return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=cfg.attn_implementation)
     except OSError as e:
