@@ -4,6 +4,8 @@ per-source answer histograms, the training log and the wall time, written to ``O
     PYTHONPATH=. nice -n 10 python bench/gspo_study.py --sft outputs/demo-sft --out outputs/study/base-s42 \
         train.seed=42 train.steps_per_generation=4 ...
     python bench/gspo_study.py --sft outputs/demo-sft --out outputs/study/sft --eval-only   # the SFT baseline
+    python bench/gspo_study.py --sft outputs/demo-sft --out outputs/study/s2 --baseline outputs/study/sft train.seed=2
+                                                 # the gain split into seeing and reasoning
     python bench/gspo_study.py --sft outputs/demo-sft --out outputs/study/s1 train.seed=1 eval.every_n_steps=20
                                                  # also the held-out accuracy every 20 updates (~6 s each)
 
@@ -47,13 +49,16 @@ def main() -> None:
     from mmfinereason import load_recipe
     from mmfinereason.pipelines.inputs import load_eval_examples
     from mmfinereason.pipelines.stage import measure_accuracy
-    from mmfinereason.toy.diagnosis import ceiling_of, diagnose
+    from mmfinereason.evaluation.accuracy import Prediction
+    from mmfinereason.toy.diagnosis import attribute_gain, ceiling_of, diagnose
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipe", default="recipes/tiny/gspo.yaml")
     parser.add_argument("--sft", required=True, help="the SFT model every cell starts from")
     parser.add_argument("--out", required=True)
     parser.add_argument("--eval-only", action="store_true", help="evaluate --sft itself (the baseline)")
+    parser.add_argument("--baseline", help="an --eval-only cell's folder: split the gain over it into seeing and "
+                                           "reasoning (mmfinereason.toy.diagnosis.attribute_gain)")
     parser.add_argument("overrides", nargs="*")
     a = parser.parse_args()
     out = Path(a.out)
@@ -98,6 +103,10 @@ def main() -> None:
     if by_source:
         summary["perception_and_reasoning"] = by_source
         summary["accuracy_if_answers_followed_listings"] = ceiling_of(by_source)
+    if a.baseline:
+        with open(Path(a.baseline) / "predictions.jsonl") as f:
+            before = [Prediction.from_record(json.loads(line)) for line in f]
+        summary["gain_over_baseline"] = attribute_gain(before, report.predictions)
     with open(out / "predictions.jsonl", "w") as f:
         for p in report.predictions:
             f.write(json.dumps(p.to_record()) + "\n")
@@ -105,6 +114,8 @@ def main() -> None:
     line = " ".join(f"{s[4:]}={100 * v['accuracy']:.1f}" for s, v in summary["per_source"].items())
     ceiling = summary.get("accuracy_if_answers_followed_listings")
     line += f" reasoning_ceiling={100 * ceiling:.1f}" if ceiling is not None else ""
+    gain = summary.get("gain_over_baseline", {}).get("all")
+    line += f" seeing={100 * gain['seeing']:+.1f} reasoning={100 * gain['reasoning']:+.1f}" if gain else ""
     along = summary.get("accuracy_along_the_run")
     line += " along=" + ",".join(f"{step}:{100 * acc:.1f}" for step, acc in along.items()) if along else ""
     print(f"RESULT {out.name}: acc={100 * report.accuracy:.1f} {line} train={train_seconds:.0f}s")

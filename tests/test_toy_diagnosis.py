@@ -9,7 +9,7 @@ import pytest
 from mmfinereason.evaluation.accuracy import AccuracyReport, Prediction
 from mmfinereason.pipelines.demo import DemoResult
 from mmfinereason.toy import make_example
-from mmfinereason.toy.diagnosis import diagnose, reasoning_ceiling
+from mmfinereason.toy.diagnosis import attribute_gain, diagnose, reasoning_ceiling
 
 SEED = 1  # the held-out split's seed
 
@@ -114,7 +114,35 @@ def test_demo_says_how_much_of_the_reasoning_room_gspo_took():
     assert result.reasoning_ceilings() == {"after SFT": 1.0, "after GSPO": 1.0}
     text = result.headroom()
     assert "SFT 100.0%, GSPO 100.0%" in text
-    assert "GSPO added +30.0 of the +40.0 points reasoning alone could add" in text
+    assert "GSPO added +30.0: +0.0 from its listings (seeing), +30.0 from answers that follow them" in text
+    assert "reasoning alone could have added +40.0 points" in text
+    assert "from reasoning (room taken)          +30.0        +30.0" in text
+
+
+def test_gain_splits_exactly_into_seeing_and_reasoning():
+    """A listing fixed (seeing) and an answer brought in line with its listing (reasoning), on two sources."""
+    compare, count = _items("toy_compare", 4), _items("toy_count", 4)
+    flipped = lambda row: "no" if row["answer"] == "yes" else "yes"  # noqa: E731
+    (cid, crow), (kid, krow) = compare[0], count[0]
+    kind = re.search(r"How many (\w+)s are", krow["question"]).group(1)
+    trace = krow["qwen3vl_235b_thinking_response"]
+    listed = re.search(r"from left to right: ([^.]*)\.", trace).group(1)
+    # the count listing with one more shape of the asked kind: wrong listing, and an answer that follows it
+    misseen = trace.replace(listed, f"{listed}, red {kind}", 1)
+    wrong_count = str(int(krow["answer"]) + 1)
+    sft = [_answer(cid, crow, extracted=flipped(crow)), _answer(kid, krow, misseen, wrong_count),
+           *(_answer(i, r) for i, r in compare[1:] + count[1:])]
+    gspo = [_answer(cid, crow), _answer(kid, krow), *sft[2:]]
+    parts = attribute_gain(sft, gspo)
+    assert parts["toy_compare"] == pytest.approx({"gain": 0.25, "seeing": 0.0, "reasoning": 0.25, "room_left": 0.0})
+    assert parts["toy_count"] == pytest.approx({"gain": 0.25, "seeing": 0.25, "reasoning": 0.0, "room_left": 0.0})
+    assert parts["all"] == pytest.approx({"gain": 0.25, "seeing": 0.125, "reasoning": 0.125, "room_left": 0.0})
+    text = _demo_result(sft, gspo).headroom()
+    assert "GSPO added +25.0: +12.5 from its listings (seeing), +12.5 from answers that follow them" in text
+    # a source on one side only (count) is left out, not counted as a loss
+    only_compare = {"gain": 0.25, "seeing": 0.0, "reasoning": 0.25, "room_left": 0.0}
+    assert attribute_gain(sft, [_answer(cid, crow)]) == {"toy_compare": pytest.approx(only_compare),
+                                                         "all": pytest.approx(only_compare)}
 
 
 def test_demo_says_when_there_was_no_reasoning_room_and_nothing_off_the_toy_task():

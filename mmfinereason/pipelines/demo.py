@@ -57,21 +57,24 @@ class DemoResult:
                 "after GSPO": reasoning_ceiling(self.after_gspo.predictions)}
 
     def headroom(self) -> str | None:
-        """What GSPO added, against what reasoning alone could add to the SFT model (issue 17: the room differs
-        between SFT models, and GSPO's gain follows it)."""
+        """What GSPO added, split into better listings (seeing) and answers that follow them (reasoning), against
+        the room reasoning alone had (issue 17: the room differs between SFT models), overall and per source."""
+        from mmfinereason.toy.diagnosis import attribute_gain, gain_table
+
         ceilings = self.reasoning_ceilings()
         if ceilings["after SFT"] is None or ceilings["after GSPO"] is None:
             return None
-        sft, gspo = self.after_sft.accuracy, self.after_gspo.accuracy
-        room, gain = ceilings["after SFT"] - sft, gspo - sft
+        parts = attribute_gain(self.after_sft.predictions, self.after_gspo.predictions)["all"]
+        room = ceilings["after SFT"] - self.after_sft.accuracy
         text = (f"reasoning ceiling (the accuracy had each answer followed the model's own listing): "
-                f"SFT {100 * ceilings['after SFT']:.1f}%, GSPO {100 * ceilings['after GSPO']:.1f}%\n")
+                f"SFT {100 * ceilings['after SFT']:.1f}%, GSPO {100 * ceilings['after GSPO']:.1f}%\n"
+                f"GSPO added {100 * parts['gain']:+.1f}: {100 * parts['seeing']:+.1f} from its listings (seeing), "
+                f"{100 * parts['reasoning']:+.1f} from answers that follow them (reasoning)\n")
         if room <= 0.01:
-            return text + (f"GSPO added {100 * gain:+.1f}; the SFT model was already at its reasoning ceiling: its "
-                           "errors are wrong or unreadable listings (seeing).")
-        return text + (f"GSPO added {100 * gain:+.1f} of the {100 * room:+.1f} points reasoning alone could add to the "
-                       "SFT model; the rest are errors of seeing.")
-
+            text += "the SFT model was already at its reasoning ceiling: its errors were all of seeing"
+        else:
+            text += f"reasoning alone could have added {100 * room:+.1f} points to the SFT model"
+        return text + "\n" + gain_table(self.after_sft.predictions, self.after_gspo.predictions)
 
 def _same_eval(gspo: Recipe, sft: Recipe) -> Recipe:
     """The GSPO recipe evaluated exactly like the SFT one (same held-out items, same generation settings)."""
