@@ -76,6 +76,7 @@ class DemoResult:
             text += f"reasoning alone could have added {100 * room:+.1f} points to the SFT model"
         return text + "\n" + gain_table(self.after_sft.predictions, self.after_gspo.predictions)
 
+
 def _same_eval(gspo: Recipe, sft: Recipe) -> Recipe:
     """The GSPO recipe evaluated exactly like the SFT one (same held-out items, same generation settings)."""
     data = dataclasses.replace(gspo.data, eval=list(sft.data.eval), min_pixels=sft.data.min_pixels,

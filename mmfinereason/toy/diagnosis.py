@@ -133,12 +133,13 @@ def attribute_gain(before: Iterable, after: Iterable) -> dict[str, dict[str, flo
     figures = []
     for preds in (before, after):
         by_source, accuracy = diagnose(preds), _toy_accuracy(preds)
-        figures.append({s: (v["n"], accuracy[s], v["accuracy_if_answer_followed_listing"]) for s, v in by_source.items()})
+        figures.append({s: (v["n"], accuracy[s], v["accuracy_if_answer_followed_listing"])
+                        for s, v in by_source.items()})
     sources = sorted(set(figures[0]) & set(figures[1]))
     out: dict[str, dict[str, float]] = {}
     totals = defaultdict(float)
     for source in sources:
-        (n, acc_b, ceil_b), (n_a, acc_a, ceil_a) = figures[0][source], figures[1][source]
+        (n, acc_b, ceil_b), (_, acc_a, ceil_a) = figures[0][source], figures[1][source]
         parts = {"gain": acc_a - acc_b, "seeing": ceil_a - ceil_b,
                  "reasoning": (ceil_b - acc_b) - (ceil_a - acc_a), "room_left": ceil_a - acc_a}
         out[source] = parts
