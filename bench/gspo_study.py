@@ -61,6 +61,10 @@ def main() -> None:
                                            "reasoning (mmfinereason.toy.diagnosis.attribute_gain)")
     parser.add_argument("overrides", nargs="*")
     a = parser.parse_args()
+    baseline = None
+    if a.baseline:  # read before training: a wrong path should not cost a finished run
+        with open(Path(a.baseline) / "predictions.jsonl") as f:
+            baseline = [Prediction.from_record(json.loads(line)) for line in f]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     recipe = load_recipe(a.recipe, [
@@ -103,10 +107,8 @@ def main() -> None:
     if by_source:
         summary["perception_and_reasoning"] = by_source
         summary["accuracy_if_answers_followed_listings"] = ceiling_of(by_source)
-    if a.baseline:
-        with open(Path(a.baseline) / "predictions.jsonl") as f:
-            before = [Prediction.from_record(json.loads(line)) for line in f]
-        summary["gain_over_baseline"] = attribute_gain(before, report.predictions)
+    if baseline is not None:
+        summary["gain_over_baseline"] = attribute_gain(baseline, report.predictions)
     with open(out / "predictions.jsonl", "w") as f:
         for p in report.predictions:
             f.write(json.dumps(p.to_record()) + "\n")

@@ -64,7 +64,8 @@ class DemoResult:
         ceilings = self.reasoning_ceilings()
         if ceilings["after SFT"] is None or ceilings["after GSPO"] is None:
             return None
-        parts = attribute_gain(self.after_sft.predictions, self.after_gspo.predictions)["all"]
+        split = attribute_gain(self.after_sft.predictions, self.after_gspo.predictions)
+        parts = split["all"]
         room = ceilings["after SFT"] - self.after_sft.accuracy
         text = (f"reasoning ceiling (the accuracy had each answer followed the model's own listing): "
                 f"SFT {100 * ceilings['after SFT']:.1f}%, GSPO {100 * ceilings['after GSPO']:.1f}%\n"
@@ -74,7 +75,7 @@ class DemoResult:
             text += "the SFT model was already at its reasoning ceiling: its errors were all of seeing"
         else:
             text += f"reasoning alone could have added {100 * room:+.1f} points to the SFT model"
-        return text + "\n" + gain_table(self.after_sft.predictions, self.after_gspo.predictions)
+        return text + "\n" + gain_table(split)
 
 
 def _same_eval(gspo: Recipe, sft: Recipe) -> Recipe:

@@ -151,9 +151,9 @@ def attribute_gain(before: Iterable, after: Iterable) -> dict[str, dict[str, flo
     return out
 
 
-def gain_table(before: Iterable, after: Iterable) -> str | None:
-    """:func:`attribute_gain` as the demo prints it (points; ``None`` off the toy task)."""
-    parts = attribute_gain(before, after)
+def gain_table(parts: dict[str, dict[str, float]]) -> str | None:
+    """An :func:`attribute_gain` result as the demo prints it (points; ``None`` off the toy task). It takes the
+    result, not the predictions: each :func:`diagnose` pass draws every item's image again."""
     if not parts:
         return None
     columns = [*(s for s in parts if s != "all"), "all"]
