@@ -130,6 +130,7 @@ def estimate(
     rollout_buffer: float = 0.0,
     reference_model: bool = False,
     weight_anchor: bool = False,
+    deepspeed_engine: bool = False,
 ) -> Plan:
     """Bytes per GPU for ``strategy`` (one of :data:`STRATEGIES`) on ``gpus`` data-parallel ranks.
 
@@ -137,6 +138,8 @@ def estimate(
     ``rollout_buffer`` is added as given (bytes), ``reference_model`` adds a frozen copy of the weights,
     ``weight_anchor`` an unsharded copy of the trainable ones (trainers/weight_anchor.py). The trainer refuses
     the anchor under DeepSpeed and FSDP, so there the plan counts no copy and says why in ``refused`` instead.
+    ``deepspeed_engine``: the ``ddp`` row stands for a DeepSpeed ZeRO stage 0 launch (nothing sharded, so DDP's
+    memory), where the trainer refuses the anchor all the same.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -156,7 +159,7 @@ def estimate(
         vision = image_patches * vision_activation_bytes_per_patch(config, dtype_bytes)
         act += vision
         act_ckpt += vision / config.vision_config.depth
-    anchor_refused = weight_anchor and strategy != "ddp"
+    anchor_refused = weight_anchor and (strategy != "ddp" or deepspeed_engine)
     return Plan(
         strategy=strategy,
         gpus=gpus,
@@ -170,18 +173,23 @@ def estimate(
         rollout_buffer=rollout_buffer,
         reference=(dtype_bytes * total / (gpus if shard_weights else 1)) if reference_model else 0.0,
         anchor=dtype_bytes * trainable if weight_anchor and not anchor_refused else 0.0,
-        refused="train.weight_anchor runs under DDP only" if anchor_refused else "",
+        refused=("train.weight_anchor runs under DDP only" + (" (this is DeepSpeed ZeRO stage 0)" if strategy == "ddp" else ""))
+        if anchor_refused else "",
     )
 
 
 def read_launch_config(path: str | Path) -> dict[str, Any]:
-    """The strategy, process count and offload of an accelerate config YAML (ours in launch/accelerate/)."""
+    """The strategy, process count and offload of an accelerate config YAML (ours in launch/accelerate/).
+
+    DeepSpeed ZeRO stage 0 shards nothing, so its memory is the ``ddp`` row's; ``deepspeed`` says the engine is
+    DeepSpeed all the same, which matters for what the trainer accepts (``train.weight_anchor``)."""
     import yaml
 
     raw = yaml.safe_load(Path(path).read_text()) or {}
     kind = str(raw.get("distributed_type", "MULTI_GPU")).upper()
     strategy, offload = "ddp", False
-    if kind == "DEEPSPEED":
+    deepspeed = kind == "DEEPSPEED"
+    if deepspeed:
         ds = raw.get("deepspeed_config") or {}
         if ds.get("deepspeed_config_file"):
             cfg = json.loads(Path(path).parent.joinpath(ds["deepspeed_config_file"]).read_text())
@@ -195,7 +203,8 @@ def read_launch_config(path: str | Path) -> dict[str, Any]:
         fsdp = raw.get("fsdp_config") or {}
         strategy = "fsdp2"
         offload = bool(fsdp.get("fsdp_offload_params", False))
-    return {"strategy": strategy, "gpus": int(raw.get("num_processes", 8)), "offload_optimizer": offload}
+    return {"strategy": strategy, "gpus": int(raw.get("num_processes", 8)), "offload_optimizer": offload,
+            "deepspeed": deepspeed}
 
 
 # --------------------------------------------------------------------------- recipe -> report
@@ -256,6 +265,7 @@ def plan_recipe(recipe, launch: str | Path | None = None, gpus: int | None = Non
             image_patches=shapes["image_patches"], chunked_logprobs=shapes["chunked_logprobs"],
             rollout_buffer=shapes["rollout_buffer"], reference_model=shapes["reference_model"],
             weight_anchor=shapes["weight_anchor"],
+            deepspeed_engine=launch_cfg.get("deepspeed", False) and launch_cfg["strategy"] == "ddp",
         )
         for s in STRATEGIES
     }

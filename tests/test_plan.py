@@ -168,3 +168,11 @@ def test_gspo_plan_counts_what_trl_materialises(tmp_path):
     assert not anchored.refused and fits(anchored_report, 1e6, "ddp")
     table = format_plan(anchored_report)
     assert table.count("refused: train.weight_anchor runs under DDP only") == 4
+    # DeepSpeed ZeRO stage 0 shards nothing (the ddp row's memory), but the engine is DeepSpeed: refused there too.
+    zero0 = tmp_path / "zero0.yaml"
+    zero0.write_text((Path(__file__).resolve().parents[1] / "launch" / "accelerate" / "zero2.yaml").read_text().replace("zero_stage: 2", "zero_stage: 0"))
+    assert read_launch_config(zero0) == {"strategy": "ddp", "gpus": 8, "offload_optimizer": False, "deepspeed": True}
+    under_zero0 = plan_recipe(load_recipe(path, ["train.weight_anchor=100"]), launch=zero0)
+    assert "ZeRO stage 0" in under_zero0["plans"]["ddp"].refused and not fits(under_zero0, 1e6)
+    assert "refused: train.weight_anchor runs under DDP only (this is DeepSpeed ZeRO stage 0)" in format_plan(under_zero0)
+    assert not read_launch_config(Path(__file__).resolve().parents[1] / "launch" / "accelerate" / "fsdp2.yaml")["deepspeed"]
