@@ -19,6 +19,7 @@ its answer follows from its own listing (reasoning): ``perception_and_reasoning`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections import Counter, defaultdict
@@ -50,6 +51,7 @@ def main() -> None:
     from mmfinereason.pipelines.inputs import load_eval_examples
     from mmfinereason.pipelines.stage import measure_accuracy
     from mmfinereason.evaluation.accuracy import Prediction
+    from mmfinereason.evaluation.paired import paired_difference
     from mmfinereason.toy.diagnosis import attribute_gain, ceiling_of, diagnose
 
     parser = argparse.ArgumentParser()
@@ -109,6 +111,9 @@ def main() -> None:
         summary["accuracy_if_answers_followed_listings"] = ceiling_of(by_source)
     if baseline is not None:
         summary["gain_over_baseline"] = attribute_gain(baseline, report.predictions)
+        change = paired_difference(baseline, report.predictions)  # item by item: is the gain more than noise?
+        summary["paired_over_baseline"] = {**dataclasses.asdict(change), "interval_95": change.interval(),
+                                           "p_value": change.p_value}
     with open(out / "predictions.jsonl", "w") as f:
         for p in report.predictions:
             f.write(json.dumps(p.to_record()) + "\n")
@@ -118,6 +123,8 @@ def main() -> None:
     line += f" reasoning_ceiling={100 * ceiling:.1f}" if ceiling is not None else ""
     gain = summary.get("gain_over_baseline", {}).get("all")
     line += f" seeing={100 * gain['seeing']:+.1f} reasoning={100 * gain['reasoning']:+.1f}" if gain else ""
+    paired = summary.get("paired_over_baseline")
+    line += f" fixed={paired['fixed']} broke={paired['broken']} p={paired['p_value']:.2g}" if paired else ""
     along = summary.get("accuracy_along_the_run")
     line += " along=" + ",".join(f"{step}:{100 * acc:.1f}" for step, acc in along.items()) if along else ""
     print(f"RESULT {out.name}: acc={100 * report.accuracy:.1f} {line} train={train_seconds:.0f}s")

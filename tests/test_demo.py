@@ -61,4 +61,10 @@ def test_demo_runs_both_stages_and_reports_three_accuracies(tmp_path, tiny_dir, 
     out = capsys.readouterr().out
     assert "untrained" in out and "after SFT" in out and "after GSPO" in out
     assert "reasoning ceiling" in out  # toy held-out items: what GSPO added against what reasoning could add
+    # item by item: the change GSPO made, with its interval over the items
+    from mmfinereason.evaluation.paired import paired_difference
+
+    assert "GSPO vs SFT, item by item" in out
+    change = paired_difference(result.after_sft.predictions, result.after_gspo.predictions)
+    assert change.n == 4 and change.difference == result.after_gspo.accuracy - result.after_sft.accuracy
     assert result.sft_dir in out and result.gspo_dir in out

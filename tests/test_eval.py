@@ -251,3 +251,18 @@ def test_eval_command_trained_beats_untrained_and_resumes(trained, tmp_path, cap
     assert predictions.read_text() == before
     assert json.loads((tmp_path / "trained" / "results.json").read_text())["overall"] == trained_acc["overall"]
     assert main(["eval", str(model_dir), "--output", str(tmp_path / "trained"), *common[:-1], "32"]) == 2
+
+    # Paired against the untrained run (no generation: every row is done): the change is the accuracies'
+    # difference, split into items fixed and broken; a folder without predictions fails before generating.
+    assert main(["eval", str(model_dir), "--output", str(tmp_path / "trained"), *common,
+                 "--compare-to", str(tmp_path / "untrained")]) == 0
+    assert predictions.read_text() == before
+    assert "this run vs" in capsys.readouterr().out
+    comparison = json.loads((tmp_path / "trained" / "comparison.json").read_text())
+    paired = comparison["all"]
+    assert comparison["by"] == "source" and paired["n"] == 24
+    assert paired["fixed"] - paired["broken"] == round(24 * (trained_acc["overall"]["accuracy"] - untrained_acc["overall"]["accuracy"]))
+    assert sum(comparison[s]["n"] for s in trained_acc["benchmarks"]["toy"]["source"]) == 24
+    assert main(["eval", str(model_dir), "--output", str(tmp_path / "fresh"), *common, "--compare-to", str(tmp_path)]) == 2
+    assert "holds no predictions" in capsys.readouterr().err
+    assert not (tmp_path / "fresh" / "predictions").exists()

@@ -78,6 +78,17 @@ class DemoResult:
         return text + "\n" + gain_table(split)
 
 
+    def paired(self) -> str:
+        """GSPO against SFT item by item, per source: items fixed and broken, the change with its 95% interval
+        over the items, and a sign test (:mod:`mmfinereason.evaluation.paired`: whether +2 on 500 items is more
+        than noise; the interval does not cover another GSPO seed, which moves the result by more)."""
+        from mmfinereason.evaluation.paired import paired_by_group, paired_table
+
+        groups = paired_by_group(self.after_sft.predictions, self.after_gspo.predictions)
+        return (paired_table(groups, "GSPO vs SFT, item by item") + "\n(the interval is over the items drawn; "
+                "another GSPO seed moves the result by more: docs/gspo-study-task-v9.md)")
+
+
 def _same_eval(gspo: Recipe, sft: Recipe) -> Recipe:
     """The GSPO recipe evaluated exactly like the SFT one (same held-out items, same generation settings)."""
     data = dataclasses.replace(gspo.data, eval=list(sft.data.eval), min_pixels=sft.data.min_pixels,
@@ -137,6 +148,7 @@ def run_demo(
         f"\n{len(result.untrained.predictions)} held-out items; untrained {100 * result.untrained.accuracy:.1f}% -> "
         f"SFT {100 * result.after_sft.accuracy:.1f}% -> GSPO {100 * result.after_gspo.accuracy:.1f}%"
     )
+    say(result.paired())
     headroom = result.headroom()
     if headroom:
         say(headroom)

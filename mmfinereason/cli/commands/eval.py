@@ -10,6 +10,12 @@ else ``model.name_or_path``; its ``data.eval`` sources and ``eval:`` settings), 
 recipe the paper's evaluation settings apply (greedy, top_p 1, repetition penalty 1.05, images up to
 2048x2048, no system prompt, 32,768 new tokens). Everything is written under ``--output``: predictions per
 benchmark (resumed on restart), ``results.json`` and ``results.txt``.
+
+    mmfinereason eval outputs/tiny-gspo --compare-to outputs/tiny-sft/eval   # paired: did GSPO change anything?
+
+``--compare-to DIR`` pairs this run's answers with an earlier run's (its ``--output``) item by item and prints, per
+benchmark and source, the items fixed and broken, the change with its 95% interval over the items, and an exact
+sign test (:mod:`mmfinereason.evaluation.paired`); also written to ``comparison.json``.
 """
 
 from __future__ import annotations
@@ -136,6 +142,7 @@ def run(args) -> int:
     from mmfinereason.evaluation.benchmarks import load_benchmark
     from mmfinereason.evaluation.accuracy import evaluate_benchmarks
     from mmfinereason.evaluation.generators import load_generator, pick_backend
+    from mmfinereason.evaluation.paired import read_predictions
     from mmfinereason.evaluation.store import check_run_settings
 
     target = resolve_target(args.target, args.set)
@@ -147,6 +154,8 @@ def run(args) -> int:
     if len(set(names)) != len(names):
         raise UserError(f"two benchmarks share a name ({names}); name them with --data NAME=PATH")
     out = Path(args.output or target.default_output)
+    # read before generating: a wrong folder fails now, not after the whole evaluation
+    baseline = read_predictions(args.compare_to, names) if args.compare_to else None
     backend = pick_backend(args.backend)
     # vLLM batches continuously: hand it many prompts per call (each call still ends with a flushed write).
     batch_size = args.batch_size or (VLLM_BATCH if backend == "vllm" else recipe.eval.batch_size if recipe else 16)
@@ -182,7 +191,25 @@ def run(args) -> int:
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "results.txt").write_text(table + "\n")
     print(f"\npredictions in {out / 'predictions'}, table in {out / 'results.txt'}")
+    if baseline is not None:
+        compare_runs(args.compare_to, baseline, report, names, out)
     return 0
+
+
+def compare_runs(baseline_dir: str, before: list, report, names: list[str], out: Path) -> None:
+    """Print and write (``out/comparison.json``) this run against ``baseline_dir``'s, paired item by item."""
+    from dataclasses import asdict
+
+    from mmfinereason.evaluation.paired import paired_by_group, paired_table
+
+    key = "benchmark" if len(names) > 1 else "source"
+    groups = paired_by_group(before, report.predictions, key)
+    print("\n" + paired_table(groups, f"this run vs {baseline_dir}"))
+    print("(the interval covers which items were drawn, not another training run: mmfinereason.evaluation.paired)")
+    comparison = {"baseline": baseline_dir, "by": key,
+                  **{g: {**asdict(d), "difference": d.difference, "interval_95": d.interval(), "p_value": d.p_value}
+                     for g, d in groups.items()}}
+    (out / "comparison.json").write_text(json.dumps(comparison, indent=2) + "\n")
 
 
 def add_generation_flags(p: argparse.ArgumentParser) -> None:
@@ -216,5 +243,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", action="append", metavar="[NAME=]PATH[:SPLIT]", help="benchmark file/folder/hub id or toy; repeatable")
     p.add_argument("--output", help="results folder (default: next to the model, or outputs/eval/<model>)")
     p.add_argument("--temperature", type=float, help="0 = greedy (paper)")
+    p.add_argument("--compare-to", dest="compare_to", metavar="DIR",
+                   help="an earlier eval's --output folder: pair its answers with this run's, item by item")
     add_generation_flags(p)
     p.set_defaults(func=run)

@@ -1,0 +1,178 @@
+"""Two models scored on the same items: the paired difference, its uncertainty over the items, a sign test.
+
+Why: "GSPO +2.2 on 500 items" can be a real change or noise, and the two accuracies alone cannot say which. Both
+models answer the same items, so the comparison is paired (McNemar): only the items one model gets right and the
+other wrong (``fixed``: wrong before, right after; ``broken``: the reverse) carry the difference. Its standard
+error is far smaller than that of two independent accuracies, because most items are answered alike. Evaluation
+harnesses report a standard error per accuracy (lm-evaluation-harness) but none pairs two checkpoints; TRL has no
+comparison at all. Here the demo prints it for SFT -> GSPO and ``mmfinereason eval --compare-to DIR`` for any two
+runs.
+
+What it does *not* cover: the interval is over which items were drawn, for these two trained models. Training
+again with another seed draws another model, and on the tiny task that moves GSPO's result by more than this
+interval (issue 17: seeds 42 / 1 / 2 of one recipe from one SFT model differ by up to 2.2 points). A significant
+difference says these two checkpoints differ, not that the recipe always helps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from mmfinereason.errors import UserError
+from mmfinereason.evaluation.accuracy import Prediction
+
+Z_95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``after`` minus ``before`` on ``n`` paired items, of which ``fixed`` went wrong -> right and ``broken``
+    right -> wrong (the rest were answered alike: both right or both wrong)."""
+
+    n: int
+    fixed: int
+    broken: int
+
+    @property
+    def difference(self) -> float:
+        """Accuracy after minus accuracy before, as a fraction."""
+        return (self.fixed - self.broken) / self.n if self.n else 0.0
+
+    @property
+    def standard_error(self) -> float:
+        """Of the mean per-item difference (each item: +1, -1 or 0), with the sample variance."""
+        if self.n < 2:
+            return 0.0
+        variance = (self.fixed + self.broken - self.n * self.difference ** 2) / (self.n - 1)
+        return math.sqrt(max(variance, 0.0) / self.n)
+
+    def interval(self, z: float = Z_95) -> tuple[float, float]:
+        """Normal-approximation interval for :attr:`difference` (95% by default)."""
+        half = z * self.standard_error
+        return self.difference - half, self.difference + half
+
+    @property
+    def p_value(self) -> float:
+        """Exact two-sided sign test (McNemar's exact test): the chance of a split of the changed items at least
+        this uneven if either direction were equally likely. 1.0 when no item changed."""
+        m, k = self.fixed + self.broken, min(self.fixed, self.broken)
+        if m == 0:
+            return 1.0
+        tail = sum(math.comb(m, i) for i in range(k + 1))
+        return min(1.0, 2 * tail / 2 ** m)
+
+    def describe(self, before: str = "before", after: str = "after") -> str:
+        """One line, e.g. ``GSPO vs SFT on 500 paired items: +3.4 points (fixed 41, broke 24), 95% interval over
+        the items +0.9 to +5.9, sign test p = 0.047``."""
+        lo, hi = self.interval()
+        return (f"{after} vs {before} on {self.n} paired items: {100 * self.difference:+.1f} points (fixed "
+                f"{self.fixed}, broke {self.broken}), 95% interval over the items {100 * lo:+.1f} to {100 * hi:+.1f}, "
+                f"sign test p = {_p(self.p_value)}")
+
+
+def _p(p: float) -> str:
+    return f"{p:.2g}" if p >= 0.001 else "< 0.001"
+
+
+def _keyed(predictions: Iterable[Prediction]) -> dict[tuple[str, str, int], Prediction]:
+    """Predictions by (benchmark, id, occurrence): a repeated id pairs with its repeat in the same order."""
+    seen: Counter = Counter()
+    keyed = {}
+    for p in predictions:
+        seen[(p.benchmark, p.id)] += 1
+        keyed[(p.benchmark, p.id, seen[(p.benchmark, p.id)])] = p
+    return keyed
+
+
+def pair_predictions(before: Iterable[Prediction], after: Iterable[Prediction]) -> list[tuple[Prediction, Prediction]]:
+    """The items both scored, paired by benchmark and id, in ``after``'s order.
+
+    Items only one side scored are left out (e.g. a smaller ``--limit`` on one run); none in common, or one item
+    with two different gold answers (the two runs read different data under the same ids), is an error.
+    """
+    first, second = _keyed(before), _keyed(after)
+    pairs = [(first[key], p) for key, p in second.items() if key in first]
+    if not pairs:
+        raise UserError(
+            f"the two runs share no item (same benchmark name and id): {len(first)} predictions against "
+            f"{len(second)}; compare runs on the same benchmark files"
+        )
+    for a, b in pairs:
+        if a.answer != b.answer:
+            raise UserError(
+                f"item {a.benchmark + '/' if a.benchmark else ''}{a.id} has gold answer {a.answer!r} in one run and "
+                f"{b.answer!r} in the other: the runs read different data under the same ids"
+            )
+    return pairs
+
+
+def _count(pairs: list[tuple[Prediction, Prediction]]) -> PairedDifference:
+    return PairedDifference(
+        n=len(pairs),
+        fixed=sum(1 for a, b in pairs if b.correct and not a.correct),
+        broken=sum(1 for a, b in pairs if a.correct and not b.correct),
+    )
+
+
+def paired_difference(before: Iterable[Prediction], after: Iterable[Prediction]) -> PairedDifference:
+    """``after`` minus ``before`` over the items both scored (see :func:`pair_predictions`)."""
+    return _count(pair_predictions(before, after))
+
+
+def paired_by_group(before: Iterable[Prediction], after: Iterable[Prediction], key: str = "source") -> dict[str, PairedDifference]:
+    """:class:`PairedDifference` per value of a :class:`Prediction` field (``source``, ``benchmark``,
+    ``category``), plus ``"all"``."""
+    pairs = pair_predictions(before, after)
+    groups: dict[str, list] = defaultdict(list)
+    for a, b in pairs:
+        value = getattr(b, key)
+        if value is not None and value != "":
+            groups[str(value)].append((a, b))
+    result = {g: _count(v) for g, v in sorted(groups.items())}
+    result["all"] = _count(pairs)
+    return result
+
+
+def paired_table(groups: dict[str, PairedDifference], title: str) -> str:
+    """A readable table of :func:`paired_by_group`'s result."""
+    lines = [f"{title:<28}{'n':>6}{'fixed':>7}{'broke':>7}{'change':>9}{'95% interval':>18}{'p':>9}"]
+    for name, d in groups.items():
+        lo, hi = d.interval()
+        lines.append(f"  {name:<26}{d.n:>6}{d.fixed:>7}{d.broken:>7}{100 * d.difference:>+9.1f}"
+                     f"{f'{100 * lo:+.1f} to {100 * hi:+.1f}':>18}{_p(d.p_value):>9}")
+    return "\n".join(lines)
+
+
+def read_predictions(run_dir: str | Path, benchmarks: Iterable[str]) -> list[Prediction]:
+    """The predictions an earlier ``mmfinereason eval`` wrote to ``run_dir/predictions/<benchmark>.jsonl``, for
+    the named benchmarks that it has (a run that stopped part way gives what it finished).
+
+    Read only: an unfinished last line is skipped, not repaired (that run may still be writing).
+    """
+    import json
+
+    folder = Path(run_dir) / "predictions"
+    names = [n for n in benchmarks if (folder / f"{n}.jsonl").exists()]
+    if not names:
+        raise UserError(
+            f"{run_dir} holds no predictions for these benchmarks (looked for {folder}/<benchmark>.jsonl): give the "
+            "--output folder of an earlier `mmfinereason eval` on the same benchmarks"
+        )
+    records = {}
+    for name in names:
+        for line in (folder / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+                records[(name, str(record["uid"]))] = record  # the last one wins, as on resume
+            except (ValueError, KeyError, TypeError):
+                continue
+
+    def occurrence(record) -> int:  # "x#2" is the second row with id x (store.unique_ids)
+        uid, id_ = str(record["uid"]), str(record.get("id"))
+        return int(uid.rsplit("#", 1)[1]) if uid != id_ and uid.rsplit("#", 1)[-1].isdigit() else 1
+
+    return [Prediction.from_record(r) for r in sorted(records.values(), key=occurrence)]
