@@ -54,3 +54,27 @@ def test_sft_logs_truncated_samples_with_one_worker(tmp_path, tiny_dir, monkeypa
     logged = [h for h in trainer.state.log_history if "samples_truncated" in h]
     assert logged and logged[-1]["samples_truncated"] + logged[-1]["samples_dropped_overlong"] > 0
     assert trainer.data_collator.stats["truncated"] == 0  # all of it came from the worker
+
+
+def test_one_worker_trains_the_same_weights_as_the_main_process(tmp_path, tiny_dir, monkeypatch):
+    """The tiny SFT recipe (packing on) with its collator in a worker: the same batches, bitwise the same weights
+    (why recipes/tiny/sft.yaml may hide the collator's time behind training: bench/sft_loader_workers.py)."""
+    import torch
+
+    from mmfinereason.pipelines.sft import build_sft
+    from mmfinereason.recipe.loader import load_recipe
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_datasets_cache"))
+    trained = {}
+    for workers in (0, 1):
+        recipe = load_recipe("recipes/tiny/sft.yaml", [
+            f"train.output_dir={tmp_path / f'w{workers}'}", "model.name_or_path=tiny", "data.train.0.limit=48",
+            "train.max_steps=4", "train.per_device_train_batch_size=4", f"train.dataloader_num_workers={workers}",
+            "eval.before_training=false", "eval.after_training=false",
+        ])
+        trainer = build_sft(recipe)
+        start = [p.detach().clone() for p in trainer.model.parameters()]
+        trainer.train()
+        trained[workers] = [p.detach().clone() for p in trainer.model.parameters()]
+        assert any(not torch.equal(a, b) for a, b in zip(start, trained[workers]))  # it trained
+    assert all(torch.equal(a, b) for a, b in zip(trained[0], trained[1]))
