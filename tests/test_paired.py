@@ -11,6 +11,7 @@ import pytest
 from mmfinereason.errors import UserError
 from mmfinereason.evaluation.accuracy import Prediction
 from mmfinereason.evaluation.paired import (
+    EXACT_UP_TO,
     PairedDifference,
     pair_predictions,
     paired_by_group,
@@ -49,7 +50,12 @@ def test_p_value_edges_and_calibration():
     assert PairedDifference(500, 0, 0).p_value == 1.0 and PairedDifference(500, 0, 0).standard_error == 0.0
     assert PairedDifference(100, 7, 7).p_value == 1.0
     assert PairedDifference(100, 10, 0).p_value == pytest.approx(2 / 2**10)
-    assert PairedDifference(10_000, 2600, 2400).p_value < 0.01  # large counts: exact integers, no overflow
+    # past EXACT_UP_TO changed items the normal approximation stands in for the exact sum (its definition here)
+    for fixed, broken in ((1050, 951), (2600, 2400), (2510, 2490)):
+        m, k = fixed + broken, min(fixed, broken)
+        assert m > EXACT_UP_TO
+        exact = 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2**m
+        assert PairedDifference(100_000, fixed, broken).p_value == pytest.approx(exact, rel=2e-3)
     # Under no real change (each changed item equally likely fixed or broken) p < 0.05 about 5% of the time or
     # less (the exact test is conservative), and the 95% interval covers 0 about 95% of the time.
     rng = random.Random(0)

@@ -77,7 +77,6 @@ class DemoResult:
             text += f"reasoning alone could have added {100 * room:+.1f} points to the SFT model"
         return text + "\n" + gain_table(split)
 
-
     def paired(self) -> str:
         """GSPO against SFT item by item, per source: items fixed and broken, the change with its 95% interval
         over the items, and a sign test (:mod:`mmfinereason.evaluation.paired`: whether +2 on 500 items is more
