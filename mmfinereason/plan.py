@@ -173,8 +173,8 @@ def estimate(
         rollout_buffer=rollout_buffer,
         reference=(dtype_bytes * total / (gpus if shard_weights else 1)) if reference_model else 0.0,
         anchor=dtype_bytes * trainable if weight_anchor and not anchor_refused else 0.0,
-        refused=("train.weight_anchor runs under DDP only" + (" (this is DeepSpeed ZeRO stage 0)" if strategy == "ddp" else ""))
-        if anchor_refused else "",
+        refused="" if not anchor_refused else "train.weight_anchor runs under DDP only"
+        + (" (this is DeepSpeed ZeRO stage 0)" if strategy == "ddp" else ""),
     )
 
 

@@ -129,7 +129,9 @@ def paired_difference(before: Iterable[Prediction], after: Iterable[Prediction])
     return _count(pair_predictions(before, after))
 
 
-def paired_by_group(before: Iterable[Prediction], after: Iterable[Prediction], key: str = "source") -> dict[str, PairedDifference]:
+def paired_by_group(
+    before: Iterable[Prediction], after: Iterable[Prediction], key: str = "source"
+) -> dict[str, PairedDifference]:
     """:class:`PairedDifference` per value of a :class:`Prediction` field (``source``, ``benchmark``,
     ``category``), plus ``"all"``."""
     pairs = pair_predictions(before, after)
