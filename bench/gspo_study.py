@@ -19,7 +19,6 @@ its answer follows from its own listing (reasoning): ``perception_and_reasoning`
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from collections import Counter, defaultdict
@@ -111,9 +110,8 @@ def main() -> None:
         summary["accuracy_if_answers_followed_listings"] = ceiling_of(by_source)
     if baseline is not None:
         summary["gain_over_baseline"] = attribute_gain(baseline, report.predictions)
-        change = paired_difference(baseline, report.predictions)  # item by item: is the gain more than noise?
-        summary["paired_over_baseline"] = {**dataclasses.asdict(change), "interval_95": change.interval(),
-                                           "p_value": change.p_value}
+        # item by item: is the gain more than noise?
+        summary["paired_over_baseline"] = paired_difference(baseline, report.predictions).to_dict()
     with open(out / "predictions.jsonl", "w") as f:
         for p in report.predictions:
             f.write(json.dumps(p.to_record()) + "\n")

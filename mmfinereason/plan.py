@@ -252,7 +252,8 @@ def recipe_shapes(recipe) -> dict[str, Any]:
 
 def plan_recipe(recipe, launch: str | Path | None = None, gpus: int | None = None, backbone: str | None = None) -> dict[str, Any]:
     """Everything :func:`format_plan` prints, as data: config source, parameter counts, shapes, plans."""
-    launch_cfg = read_launch_config(launch) if launch else {"strategy": None, "gpus": 8, "offload_optimizer": False}
+    launch_cfg = read_launch_config(launch) if launch else {"strategy": None, "gpus": 8, "offload_optimizer": False,
+                                                               "deepspeed": False}
     n = int(gpus or launch_cfg["gpus"])
     name = backbone or recipe.model.name_or_path
     config, source = backbone_config(name)
@@ -265,7 +266,7 @@ def plan_recipe(recipe, launch: str | Path | None = None, gpus: int | None = Non
             image_patches=shapes["image_patches"], chunked_logprobs=shapes["chunked_logprobs"],
             rollout_buffer=shapes["rollout_buffer"], reference_model=shapes["reference_model"],
             weight_anchor=shapes["weight_anchor"],
-            deepspeed_engine=launch_cfg.get("deepspeed", False) and launch_cfg["strategy"] == "ddp",
+            deepspeed_engine=launch_cfg["deepspeed"] and launch_cfg["strategy"] == "ddp",
         )
         for s in STRATEGIES
     }

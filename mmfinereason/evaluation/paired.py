@@ -71,6 +71,11 @@ class PairedDifference:
         tail = sum(math.comb(m, i) for i in range(k + 1))
         return min(1.0, 2 * tail / 2 ** m)
 
+    def to_dict(self) -> dict:
+        """Plain data for JSON files: the counts, the change, its 95% interval and the sign test's p."""
+        return {"n": self.n, "fixed": self.fixed, "broken": self.broken, "difference": self.difference,
+                "interval_95": self.interval(), "p_value": self.p_value}
+
     def describe(self, before: str = "before", after: str = "after") -> str:
         """One line, e.g. ``GSPO vs SFT on 500 paired items: +3.4 points (fixed 43, broke 26), 95% interval over
         the items +0.2 to +6.6, sign test p = 0.053`` (the session-16 demo)."""
@@ -161,7 +166,7 @@ def read_predictions(run_dir: str | Path, benchmarks: Iterable[str]) -> list[Pre
 
     Read only: an unfinished last line is skipped, not repaired (that run may still be writing).
     """
-    import json
+    from mmfinereason.evaluation.store import JsonlStore
 
     folder = Path(run_dir) / "predictions"
     names = [n for n in benchmarks if (folder / f"{n}.jsonl").exists()]
@@ -170,17 +175,10 @@ def read_predictions(run_dir: str | Path, benchmarks: Iterable[str]) -> list[Pre
             f"{run_dir} holds no predictions for these benchmarks (looked for {folder}/<benchmark>.jsonl): give the "
             "--output folder of an earlier `mmfinereason eval` on the same benchmarks"
         )
-    records = {}
-    for name in names:
-        for line in (folder / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-                records[(name, str(record["uid"]))] = record  # the last one wins, as on resume
-            except (ValueError, KeyError, TypeError):
-                continue
+    records = [r for n in names for r in JsonlStore(folder / f"{n}.jsonl", key="uid").load(repair=False).values()]
 
     def occurrence(record) -> int:  # "x#2" is the second row with id x (store.unique_ids)
         uid, id_ = str(record["uid"]), str(record.get("id"))
         return int(uid.rsplit("#", 1)[1]) if uid != id_ and uid.rsplit("#", 1)[-1].isdigit() else 1
 
-    return [Prediction.from_record(r) for r in sorted(records.values(), key=occurrence)]
+    return [Prediction.from_record(r) for r in sorted(records, key=occurrence)]

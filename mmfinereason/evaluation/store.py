@@ -28,8 +28,9 @@ class JsonlStore:
         self.key = key
         self.dropped_lines = 0  # unreadable lines found by the last load (a cut-off tail or damage)
 
-    def load(self) -> dict[str, dict[str, Any]]:
-        """The records already written, by key (the last one wins); repairs a cut-off last line."""
+    def load(self, repair: bool = True) -> dict[str, dict[str, Any]]:
+        """The records already written, by key (the last one wins); repairs a cut-off last line, or with
+        ``repair=False`` only skips it (reading another run's file, which may still be writing)."""
         records: dict[str, dict[str, Any]] = {}
         self.dropped_lines = 0
         if not self.path.exists():
@@ -39,8 +40,9 @@ class JsonlStore:
         if complete < len(data):
             self.dropped_lines += 1
             logger.warning("%s: ignoring an unfinished last line (the previous run was cut off mid-write)", self.path)
-            with open(self.path, "r+b") as f:
-                f.truncate(complete)
+            if repair:
+                with open(self.path, "r+b") as f:
+                    f.truncate(complete)
         for number, line in enumerate(data[:complete].splitlines(), 1):
             if not line.strip():
                 continue

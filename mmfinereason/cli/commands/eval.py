@@ -198,17 +198,13 @@ def run(args) -> int:
 
 def compare_runs(baseline_dir: str, before: list, report, names: list[str], out: Path) -> None:
     """Print and write (``out/comparison.json``) this run against ``baseline_dir``'s, paired item by item."""
-    from dataclasses import asdict
-
     from mmfinereason.evaluation.paired import paired_by_group, paired_table
 
     key = "benchmark" if len(names) > 1 else "source"
     groups = paired_by_group(before, report.predictions, key)
     print("\n" + paired_table(groups, f"this run vs {baseline_dir}"))
     print("(the interval covers which items were drawn, not another training run: mmfinereason.evaluation.paired)")
-    comparison = {"baseline": baseline_dir, "by": key,
-                  **{g: {**asdict(d), "difference": d.difference, "interval_95": d.interval(), "p_value": d.p_value}
-                     for g, d in groups.items()}}
+    comparison = {"baseline": baseline_dir, "by": key, **{g: d.to_dict() for g, d in groups.items()}}
     (out / "comparison.json").write_text(json.dumps(comparison, indent=2) + "\n")
 
 
