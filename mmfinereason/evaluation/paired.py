@@ -82,10 +82,11 @@ class PairedDifference:
         lo, hi = self.interval()
         return (f"{after} vs {before} on {self.n} paired items: {100 * self.difference:+.1f} points (fixed "
                 f"{self.fixed}, broke {self.broken}), 95% interval over the items {100 * lo:+.1f} to {100 * hi:+.1f}, "
-                f"sign test p = {_p(self.p_value)}")
+                f"sign test p = {format_p(self.p_value)}")
 
 
-def _p(p: float) -> str:
+def format_p(p: float) -> str:
+    """A p-value for a table: two significant digits, or "< 0.001"."""
     return f"{p:.2g}" if p >= 0.001 else "< 0.001"
 
 
@@ -156,7 +157,7 @@ def paired_table(groups: dict[str, PairedDifference], title: str) -> str:
     for name, d in groups.items():
         lo, hi = d.interval()
         lines.append(f"  {name:<26}{d.n:>6}{d.fixed:>7}{d.broken:>7}{100 * d.difference:>+9.1f}"
-                     f"{f'{100 * lo:+.1f} to {100 * hi:+.1f}':>18}{_p(d.p_value):>9}")
+                     f"{f'{100 * lo:+.1f} to {100 * hi:+.1f}':>18}{format_p(d.p_value):>9}")
     return "\n".join(lines)
 
 
