@@ -11,7 +11,8 @@ Parts (each skipped with a reason when its GPU / package is missing, each bounde
 * ``sft_throughput``: SFT tokens/s and MFU at 2B shape with packing (bench/sft_throughput.py at real lengths);
 * ``gspo_vllm``: a random-init 2B-shape model saved by our SFT (2 steps, pixel bounds 65,536 .. 589,824), then
   3 GSPO steps with vLLM colocate on prompts whose images sit below, at and above the bounds — the image-token
-  agreement of trl#6401 on a real engine (needs ``vllm``);
+  agreement of trl#6401 on a real engine, the loss forward padding-free under ``sdpa_varlen`` in bf16 (needs
+  ``vllm``);
 * ``zero``: ZeRO-2 and ZeRO-3 engaged under ``accelerate launch`` (launch/accelerate/zero{2,3}.yaml, 1 process):
   DeepSpeed engine, stage, fp32 master weights, partitioned parameters for stage 3, a finite loss (``deepspeed``).
 
@@ -163,9 +164,11 @@ def worker_gspo_vllm(work: Path) -> dict:
                   "learning_rate": 1e-6, "warmup_steps": 0, **quiet},
     }))
     losses = [h["loss"] for h in result.log_history if "loss" in h]
+    avoided = [h.get("padding_free/frac_padding_avoided") for h in result.log_history if "loss" in h]
     bounds_saved = (saved["shortest_edge"], saved["longest_edge"]) == (MIN_PIXELS, MAX_PIXELS)
     return {"ok": bounds_saved and len(losses) == 3, "saved_size": dict(saved), "gspo_steps": len(losses),
-            "losses": losses, "image_sizes": [f"{w}x{h}" for w, h in BOUND_SIZES]}
+            "losses": losses, "image_sizes": [f"{w}x{h}" for w, h in BOUND_SIZES],
+            "padding_free_frac_avoided": avoided}  # the loss forward packed (sdpa_varlen, bf16) on a GPU
 
 
 def worker_zero(work: Path) -> dict:

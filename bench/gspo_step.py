@@ -30,6 +30,27 @@ def build_arm(recipe_path: str, sft: str, steps: int, out: str, *overrides: str)
     ]))
 
 
+def arm_parser(steps: int, out: str, pair: str) -> argparse.ArgumentParser:
+    """The arguments every two-arm GSPO bench takes (also used by ``bench/gspo_padding_free.py``)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sft", required=True, help="an SFT model of the tiny recipe (e.g. outputs/demo/sft)")
+    parser.add_argument("--recipe", default="recipes/tiny/gspo.yaml")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--rounds", type=int, default=2, help=f"{pair} pairs")
+    parser.add_argument("--out", default=out)
+    return parser
+
+
+def abba(names: tuple[str, str], rounds: int, run) -> dict[str, list[dict]]:
+    """``run(name, round)`` for both arms ``rounds`` times, in the order A B B A …, so that a drift in machine speed
+    hits both arms alike."""
+    arms: dict[str, list[dict]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            arms[name].append(run(name, r))
+    return arms
+
+
 def one_arm(recipe_path: str, sft: str, steps: int, skip: bool, out: str) -> dict:
     trainer = build_arm(
         recipe_path, sft, steps, out, f"train.skip_zero_advantage_rows={str(skip).lower()}", "train.logging_steps=1"
@@ -43,17 +64,9 @@ def one_arm(recipe_path: str, sft: str, steps: int, skip: bool, out: str) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sft", required=True, help="an SFT model of the tiny recipe (e.g. outputs/demo/sft)")
-    parser.add_argument("--recipe", default="recipes/tiny/gspo.yaml")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=2, help="full/skip pairs")
-    parser.add_argument("--out", default="outputs/bench-gspo-step")
-    a = parser.parse_args()
-    arms: dict[str, list[dict]] = {"full": [], "skip": []}
-    for r in range(a.rounds):  # ABBA order: a drift in machine speed hits both arms alike
-        for name in (("full", "skip") if r % 2 == 0 else ("skip", "full")):
-            arms[name].append(one_arm(a.recipe, a.sft, a.steps, name == "skip", f"{a.out}/{name}-{r}"))
+    a = arm_parser(10, "outputs/bench-gspo-step", "full/skip").parse_args()
+    arms = abba(("full", "skip"), a.rounds,
+                lambda name, r: one_arm(a.recipe, a.sft, a.steps, name == "skip", f"{a.out}/{name}-{r}"))
     full = statistics.mean(x["seconds_per_step"] for x in arms["full"])
     skip = statistics.mean(x["seconds_per_step"] for x in arms["skip"])
     print(json.dumps({

@@ -47,7 +47,8 @@ DENSE_ATTENTION = ("sdpa", "eager")
 
 
 def attention_for_packing(recipe: Recipe):
-    """``recipe.model``, with ``sdpa_varlen`` instead of a dense kernel when examples are packed.
+    """``recipe.model``, with ``sdpa_varlen`` instead of a dense kernel when examples are packed (SFT's
+    ``data.packing``, GSPO's ``train.padding_free``).
 
     Why: packed rows under plain ``sdpa`` / ``eager`` attend through a dense block-diagonal L×L mask — at the
     paper's 32K rows that is GBs per layer (the 1.3M-parameter tiny model reached 12 GB RSS on one 32,768-token
@@ -61,10 +62,13 @@ def attention_for_packing(recipe: Recipe):
     from mmfinereason.modeling.attention import VARLEN_SDPA
 
     cfg = recipe.model
-    if not recipe.data.packing or cfg.attn_implementation not in DENSE_ATTENTION:
+    # SFT packs examples with data.packing; GSPO packs the rollouts it scores with train.padding_free
+    switch = "data.packing" if recipe.stage == "sft" else "train.padding_free"
+    packed = recipe.data.packing if recipe.stage == "sft" else getattr(recipe.train, "padding_free", False)
+    if not packed or cfg.attn_implementation not in DENSE_ATTENTION:
         return cfg
     logging.getLogger(__name__).info(
-        "data.packing: attention %r -> %r (no dense L×L mask for packed rows)", cfg.attn_implementation, VARLEN_SDPA
+        "%s: attention %r -> %r (no dense L×L mask for packed rows)", switch, cfg.attn_implementation, VARLEN_SDPA
     )
     return dataclasses.replace(cfg, attn_implementation=VARLEN_SDPA)
 

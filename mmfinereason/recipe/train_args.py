@@ -163,6 +163,12 @@ class GSPOConfig(StageArgumentsMixin, TRLGRPOConfig):
     dynamic_sampling_max_retries: int = field(
         default=3, metadata={"help": "Extra generation rounds per step at most; then zero-signal groups fill the gap."}
     )
+    padding_free: bool = field(
+        default=True,
+        metadata={"help": "Score rollouts (loss, old-policy and reference log-probs) with their real tokens packed into "
+                  "one row, not TRL's padded rectangle; same log-probs, less compute (trainers/padding_free.py). "
+                  "Qwen-VL models; switches sdpa/eager to sdpa_varlen. Else, or when false, TRL's padded forward."},
+    )
     skip_zero_advantage_rows: bool = field(
         default=True,
         metadata={"help": "Leave rows with advantage 0 (every rollout of the prompt scored the same) out of the loss "

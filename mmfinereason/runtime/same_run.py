@@ -10,7 +10,8 @@ What may differ (a requeue legitimately changes it, and it does not change what 
 
 * output and bookkeeping: ``train.output_dir``, logging, saving and evaluation frequency, ``report_to``,
   ``run_name``, progress bars, hub pushing, ``resume_from_checkpoint`` itself;
-* throughput-only knobs: data-loader workers, ``gradient_checkpointing`` (same numbers, less memory);
+* throughput-only knobs: data-loader workers, ``gradient_checkpointing`` (same numbers, less memory),
+  ``padding_free`` (the same log-probs, packed);
 * held-out evaluation: the whole ``eval:`` section and ``data.eval`` (measured, never trained on);
 * the run's length: ``train.max_steps`` and ``train.num_train_epochs`` may grow to extend a finished run
   (allowed with a warning: the learning-rate schedule is recomputed for the new length).
@@ -41,7 +42,8 @@ RECIPE_FILE = "recipe.yaml"
 MAY_DIFFER = (
     "train.output_dir", "train.logging_*", "train.save_*", "train.eval_*", "train.report_to", "train.run_name",
     "train.disable_tqdm", "train.resume_from_checkpoint", "train.dataloader_*", "train.push_to_hub", "train.hub_*",
-    "train.gradient_checkpointing", "train.gradient_checkpointing_kwargs", "train.trackio_*", "train.project",
+    "train.gradient_checkpointing", "train.gradient_checkpointing_kwargs", "train.padding_free", "train.trackio_*",
+    "train.project",
     "data.eval", "data.eval.*", "data.num_proc", "eval", "eval.*",
 )
 EXTENDS_THE_RUN = ("train.max_steps", "train.num_train_epochs")

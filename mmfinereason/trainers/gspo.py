@@ -15,6 +15,8 @@ loss, buffering of ``steps_per_generation`` slices, checkpointing, logging. What
   length penalty from :mod:`mmfinereason.rewards`), chosen by ``train.overlong_completions``;
 * **zero-advantage rows left out of the loss** (:mod:`.zero_advantage`): the same loss and gradient without the
   forward/backward of rollouts that cannot move the policy;
+* **a padding-free loss forward** (:mod:`.padding_free`): the rollouts' real tokens packed into one row with
+  exact mRoPE positions, instead of TRL's padded rectangle;
 * **rewards by name** in the recipe (``accuracy``, ``format`` or a dotted import path);
 * **per-part learning rates** (:mod:`.part_lr`), as in SFT: an unfrozen vision tower at its own rate;
 * **a weight anchor** (:mod:`.weight_anchor`): a pull back toward the SFT weights after each step, a KL to the
@@ -42,6 +44,7 @@ from mmfinereason.errors import UserError
 from mmfinereason.trainers.dynamic_sampling import concat_batches, informative_groups, pad_groups, select_rows
 from mmfinereason.monitoring.callbacks import attach_monitoring
 from mmfinereason.rewards.registry import resolve_reward
+from mmfinereason.trainers.padding_free import PaddingFreeLogpsMixin
 from mmfinereason.trainers.part_lr import PartLearningRatesMixin
 from mmfinereason.trainers.rollout_buffer import RolloutBufferCheckpointMixin
 from mmfinereason.trainers.run_files import RecipeCheckpointMixin
@@ -53,7 +56,9 @@ from mmfinereason.recipe.train_args import GSPOConfig
 
 logger = logging.getLogger(__name__)
 
-class GSPOTrainer(RecipeCheckpointMixin, RolloutBufferCheckpointMixin, PartLearningRatesMixin, TRLGRPOTrainer):
+class GSPOTrainer(
+    RecipeCheckpointMixin, RolloutBufferCheckpointMixin, PartLearningRatesMixin, PaddingFreeLogpsMixin, TRLGRPOTrainer
+):
     """TRL's GRPOTrainer run as GSPO, with dynamic sampling, overlong handling and per-source metrics.
 
     Build it like TRL's (``GSPOTrainer(model, args=GSPOConfig(...), train_dataset=..., processing_class=...)``;
@@ -94,6 +99,7 @@ class GSPOTrainer(RecipeCheckpointMixin, RolloutBufferCheckpointMixin, PartLearn
         if penalty is not None:
             self._add_internal_reward(penalty, args.overlong_penalty_weight)
         self._skip_blocker = skip_blocker(self)
+        self._setup_padding_free()
         if self._skip_blocker and args.skip_zero_advantage_rows:
             logger.info("zero-advantage rows stay in the loss: %s", self._skip_blocker)
         self._anchor = self._make_anchor(args.weight_anchor)
