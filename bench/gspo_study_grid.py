@@ -20,9 +20,26 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Run:
+    """One command of the grid, the log it writes, and whether it gets every thread (SFT) or one (cells)."""
+
+    command: list[str]
+    folder: Path  # what it produces; its log is FOLDER.log
+    all_threads: bool = False
+
+    @property
+    def log(self) -> Path:
+        return Path(f"{self.folder}.log")
+
+    def env(self) -> dict | None:
+        return None if self.all_threads else one_thread()
 
 
 def one_thread() -> dict:
@@ -31,35 +48,33 @@ def one_thread() -> dict:
 
 
 def plan(out: Path, sft_seeds: list[str], settings: list[tuple[str, list[str]]], gspo_seeds: list[str],
-         sft_recipe: str) -> list[tuple[str, list[list[str]]]]:
-    """The grid as stages run in order, each a list of commands that may run side by side; finished ones left out."""
+         sft_recipe: str) -> list[tuple[str, list[Run]]]:
+    """The grid as stages run in order, each a list of runs that may go side by side; finished ones left out."""
     stages = []
     for s in sft_seeds:
         sft = out / f"sft{s}"
         if not (sft / "model.safetensors").exists():
-            stages.append((f"SFT model train.seed={s}", [[sys.executable, "-m", "mmfinereason", "sft", sft_recipe,
-                                                          f"train.seed={s}", f"train.output_dir={sft}"]]))
+            command = [sys.executable, "-m", "mmfinereason", "sft", sft_recipe, f"train.seed={s}", f"train.output_dir={sft}"]
+            stages.append((f"SFT model train.seed={s}", [Run(command, sft, all_threads=True)]))
         study = [sys.executable, str(HERE / "gspo_study.py"), "--sft", str(sft)]
         base = out / f"sft{s}-base"
         if not (base / "summary.json").exists():
-            stages.append((f"baseline of sft{s}", [[*study, "--out", str(base), "--eval-only"]]))
-        cells = [[*study, "--out", str(out / f"sft{s}-{name}-s{g}"), "--baseline", str(base), f"train.seed={g}",
-                  *overrides]
-                 for g in gspo_seeds for name, overrides in settings
-                 if not (out / f"sft{s}-{name}-s{g}" / "summary.json").exists()]
+            stages.append((f"baseline of sft{s}", [Run([*study, "--out", str(base), "--eval-only"], base)]))
+        cells = []
+        for g in gspo_seeds:
+            for name, overrides in settings:
+                cell = out / f"sft{s}-{name}-s{g}"
+                if not (cell / "summary.json").exists():
+                    command = [*study, "--out", str(cell), "--baseline", str(base), f"train.seed={g}", *overrides]
+                    cells.append(Run(command, cell))
         if cells:
             stages.append((f"GSPO cells from sft{s}", cells))
     return stages
 
 
-def run(command: list[str], log: Path, env: dict | None) -> int:
-    with open(log, "w") as f:
-        return subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
-
-
-def log_of(command: list[str]) -> Path:
-    folder = command[command.index("--out") + 1] if "--out" in command else command[-1].split("=", 1)[1]
-    return Path(f"{folder}.log")
+def run(job: Run) -> int:
+    with open(job.log, "w") as f:
+        return subprocess.run(job.command, stdout=f, stderr=subprocess.STDOUT, env=job.env()).returncode
 
 
 def main() -> None:
@@ -81,15 +96,14 @@ def main() -> None:
             parser.error(f"--setting {text!r}: give NAME=OVERRIDES with a NAME without '-' (it names folders)")
         settings.append((name, [o for o in overrides.split(",") if o]))
     a.out.mkdir(parents=True, exist_ok=True)
-    for title, commands in plan(a.out, a.sft_seeds, settings, a.gspo_seeds, a.sft_recipe):
-        print(f"== {title}: {len(commands)} run{'s' * (len(commands) != 1)}", flush=True)
+    for title, jobs in plan(a.out, a.sft_seeds, settings, a.gspo_seeds, a.sft_recipe):
+        print(f"== {title}: {len(jobs)} run{'s' * (len(jobs) != 1)}", flush=True)
         if a.dry_run:
-            print("\n".join(" ".join(c) for c in commands))
+            print("\n".join(" ".join(job.command) for job in jobs))
             continue
-        env = None if title.startswith("SFT") else one_thread()  # SFT gets every thread, cells one each
         with ThreadPoolExecutor(max(1, a.parallel)) as pool:
-            codes = list(pool.map(lambda c: run(c, log_of(c), env), commands))
-        failed = [str(log_of(c)) for c, code in zip(commands, codes) if code]
+            codes = list(pool.map(run, jobs))
+        failed = [str(job.log) for job, code in zip(jobs, codes) if code]
         if failed:
             sys.exit(f"{len(failed)} run(s) failed, see {', '.join(failed)}; rerun the same command to resume")
     for name, _ in settings[1:]:

@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 def load_script(name: str):
     spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the script is executed
     spec.loader.exec_module(module)
     return module
 
@@ -77,11 +78,13 @@ def test_study_grid_plans_sft_then_baseline_then_cells_and_skips_finished_pieces
     assert [title for title, _ in stages] == [
         "SFT model train.seed=2", "baseline of sft2", "GSPO cells from sft2",
         "SFT model train.seed=3", "baseline of sft3", "GSPO cells from sft3"]
-    cells = stages[2][1]
+    cells = [job.command for job in stages[2][1]]
     assert len(cells) == 4 and all(["--baseline", str(tmp_path / "sft2-base")] == c[c.index("--baseline"):c.index("--baseline") + 2]
                                    for c in cells)
     assert cells[1][-2:] == ["train.seed=42", "train.learning_rate=1.5e-4"]
-    assert grid.log_of(stages[0][1][0]) == Path(f"{tmp_path / 'sft2'}.log")
+    sft_run, cell_run = stages[0][1][0], stages[2][1][1]
+    assert sft_run.log == Path(f"{tmp_path / 'sft2'}.log") and sft_run.env() is None  # SFT: every thread
+    assert cell_run.log == Path(f"{tmp_path / 'sft2-lr15-s42'}.log") and cell_run.env()["OMP_NUM_THREADS"] == "1"
     # sft2 trained, its baseline and one cell done: only sft2's other three cells and sft3's pieces are left
     (tmp_path / "sft2").mkdir()
     (tmp_path / "sft2" / "model.safetensors").write_bytes(b"")
@@ -90,4 +93,4 @@ def test_study_grid_plans_sft_then_baseline_then_cells_and_skips_finished_pieces
         (tmp_path / done / "summary.json").write_text("{}")
     stages = grid.plan(tmp_path, ["2", "3"], settings, ["42", "1"], "recipes/tiny/sft.yaml")
     assert [title for title, _ in stages][0] == "GSPO cells from sft2" and len(stages[0][1]) == 3
-    assert str(tmp_path / "sft2-shipped-s42") not in {c[c.index("--out") + 1] for c in stages[0][1]}
+    assert tmp_path / "sft2-shipped-s42" not in {job.folder for job in stages[0][1]}
