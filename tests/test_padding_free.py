@@ -4,10 +4,12 @@ Real rollouts of the tiny Qwen3-VL on the bundled task's images: prompts of diff
 completions cut at different places (right padding), one completion masked whole (a truncated rollout under
 ``mask_truncated_completions``). Log-probs, entropies and gradients are compared with TRL's own
 ``_get_per_token_logps_and_entropies``, and two training runs (off-policy, so the old-policy forward and the clip
-are in play) with and without it end at the same weights.
+are in play) with and without it end at the same weights, in one process and on 2 DDP ranks.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,6 +125,38 @@ def test_four_training_steps_end_at_the_same_weights(tmp_path):
     assert moved > 1e-3  # the runs trained: equal weights are not the start weights twice
     for name, value in weights[True].items():
         torch.testing.assert_close(value, weights[False][name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_two_ranks_end_at_the_same_weights_as_the_padded_forward(tmp_path):
+    """The real CLI under ``accelerate launch``, 2 CPU ranks (gloo DDP), 2 updates per rollout batch: padding-free
+    and padded end at the same weights (~20 s a run)."""
+    from distributed_utils import run
+    from safetensors.torch import load_file
+
+    from mmfinereason.toy import tiny_model_dir
+
+    weights = {}
+    for padding_free in ("false", "true"):
+        out = tmp_path / f"padding_free_{padding_free}"
+        overrides = [
+            f"train.output_dir={out}", "model.name_or_path=tiny", "train.use_cpu=true", f"train.padding_free={padding_free}",
+            "train.max_steps=4", "train.num_generations=4", "train.per_device_train_batch_size=8",
+            "train.steps_per_generation=2", "train.max_completion_length=12", "train.optim=sgd", "train.learning_rate=1.0",
+            "train.warmup_steps=0", "train.weight_decay=0.0", "train.weight_anchor=0", "train.logging_steps=1",
+            "train.reward_funcs=[tests.test_padding_free:alternating_reward]", "train.reward_weights=[1.0]",
+            *[f"data.train.{i}.limit=64" for i in range(4)], "eval.before_training=false", "eval.after_training=false",
+            "data.eval=[]",
+        ]
+        assert run("gspo", "recipes/tiny/gspo.yaml", overrides, tmp_path / f"trace_{padding_free}",
+                   tmp_path / f"{padding_free}.log", timeout=600) == 0, (tmp_path / f"{padding_free}.log").read_text()[-3000:]
+        weights[padding_free] = load_file(str(out / "model.safetensors"))
+    logged = (tmp_path / "padding_free_true" / "log_history.jsonl").read_text()
+    assert logged.count("padding_free/frac_padding_avoided") == 4
+    start = load_file(str(Path(tiny_model_dir()) / "model.safetensors"))
+    assert max((weights["true"][k] - start[k]).abs().max().item() for k in start) > 1e-3
+    for name, value in weights["true"].items():
+        torch.testing.assert_close(value, weights["false"][name], atol=1e-6, rtol=1e-5, msg=name)
 
 
 def test_why_the_forward_stays_padded(tmp_path):
