@@ -3,10 +3,10 @@
 Why by hand: TRL's GRPOTrainer scores a rollout batch as a padded rectangle — prompts left-padded to the longest
 prompt, completions right-padded to the longest completion — and offers no padding-free path for GRPO (its
 ``padding_free`` is an SFT option). Every padded token still goes through the decoder, forward and backward. On
-the tiny recipe (128 rollouts a micro-batch) 28% of the loss forward's tokens are padding, and a GSPO step is 1.12x
-faster without them (``bench/gspo_padding_free.py``). The saving grows with the spread of lengths inside a
-micro-batch: reasoning traces of a few hundred to 16,384 tokens, several to a micro-batch, are mostly padding
-(verl's ``use_remove_padding`` exists for the same reason). A micro-batch of one rollout (the qwen3vl recipes)
+the tiny recipe (128 rollouts a micro-batch) 28% of the loss forward's tokens are padding, and a GSPO step is
+1.12-1.15x faster without them (``bench/gspo_padding_free.py``). The saving grows with the spread of lengths inside
+a micro-batch: at the paper's length mix (scaled down 16x, 8 rollouts a micro-batch) half the tokens are padding and
+the scoring is 1.95x faster (verl's ``use_remove_padding`` exists for the same reason). A micro-batch of one rollout (the qwen3vl recipes)
 has none to remove.
 
 What it does, for every call of TRL's ``_get_per_token_logps_and_entropies`` (the loss, the old-policy log-probs
