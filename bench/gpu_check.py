@@ -7,7 +7,9 @@
 Parts (each skipped with a reason when its GPU / package is missing, each bounded by its own timeout):
 
 * ``varlen``: flash-attn varlen on packed rows == the padded batch (loss, bf16) on a random-init 2B-shape
-  Qwen3-VL — the GPU twin of tests/test_packing.py (needs ``flash_attn``);
+  Qwen3-VL — the GPU twin of tests/test_packing.py — and GSPO's padding-free scoring of rollouts against the padded
+  forward (per-token log-probs, checked against a known-wrong positions control), the twin of
+  tests/test_padding_free.py (needs ``flash_attn``);
 * ``sft_throughput``: SFT tokens/s and MFU at 2B shape with packing (bench/sft_throughput.py at real lengths);
 * ``gspo_vllm``: a random-init 2B-shape model saved by our SFT (2 steps, pixel bounds 65,536 .. 589,824), then
   3 GSPO steps with vLLM colocate on prompts whose images sit below, at and above the bounds — the image-token
@@ -111,8 +113,60 @@ def worker_varlen(work: Path) -> dict:
         loss_padded = float(model(**{k: v.cuda() for k, v in padded.items()}).loss)
         loss_packed = float(model(**{k: v.cuda() for k, v in packed.items()}).loss)
     diff = abs(loss_padded - loss_packed)
-    return {"ok": diff < 2e-2 * abs(loss_padded), "loss_padded": loss_padded, "loss_packed": loss_packed,
-            "abs_diff": diff, "packed_rows": int(packed["input_ids"].shape[0])}
+    scoring = rollout_scoring(model, padded, rows=4)
+    return {"ok": diff < 2e-2 * abs(loss_padded) and scoring["ok"], "loss_padded": loss_padded,
+            "loss_packed": loss_packed, "abs_diff": diff, "packed_rows": int(packed["input_ids"].shape[0]),
+            "gspo_scoring": scoring}
+
+
+def rollout_scoring(model, padded: dict, rows: int) -> dict:
+    """GSPO's padding-free scoring (``mmfinereason.trainers.padding_free.pack_rollouts``) against the padded forward
+    under the model's own attention (flash-attn varlen here): per-token log-probs of ``rows`` right-padded rows of
+    different lengths, compared where the mask is 1. Runs on CPU too (``sdpa_varlen``)."""
+    import torch
+
+    from mmfinereason.trainers.padding_free import pack_rollouts, unpack_scores
+
+    device = next(model.parameters()).device
+    ids, mask = padded["input_ids"][:rows], padded["attention_mask"][:rows]
+    # the batch's images are in row order; a row holds as many as cover its image tokens (0-2 here)
+    merge = model.config.vision_config.spatial_merge_size ** 2
+    tokens_per_image = (padded["image_grid_thw"].prod(-1) // merge).tolist()
+    counts, taken = [], 0
+    for row_tokens in (ids == model.config.image_token_id).sum(1).tolist():
+        count = 0
+        while row_tokens > 0:
+            row_tokens -= tokens_per_image[taken + count]
+            count += 1
+        counts.append(count)
+        taken += count
+    grid = padded["image_grid_thw"][:taken]
+    pixels = padded["pixel_values"][: int(grid.prod(-1).sum())]
+    width = ids.shape[1] - 1  # every token but the first is scored
+    packed = pack_rollouts(model, ids, mask, width, padded["mm_token_type_ids"][:rows], pixels, grid, counts)
+
+    def logps(logits, labels):
+        return torch.log_softmax(logits.float(), -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+
+    with torch.no_grad():
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device), pixel_values=pixels.to(device),
+                    image_grid_thw=grid.to(device), mm_token_type_ids=padded["mm_token_type_ids"][:rows].to(device))
+        reference = logps(out.logits[:, :-1], ids[:, 1:].to(device))
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in packed.batch.items() if k != "labels"}
+        row = batch["input_ids"]
+        packed_logps = logps(model(**batch).logits[:, :-1], row[:, 1:])
+        # a control that is known wrong: the image tokens' 3-D positions replaced by text positions
+        batch["position_ids"] = batch["position_ids"][:1].expand_as(batch["position_ids"]).clone()
+        control_logps = logps(model(**batch).logits[:, :-1], row[:, 1:])
+    real = mask[:, 1:].bool().to(device)
+    diff = (unpack_scores(packed, packed_logps, rows, width) - reference).abs()[real]
+    control = (unpack_scores(packed, control_logps, rows, width) - reference).abs()[real]
+    # self-calibrating: random weights barely depend on positions, and bf16 noise is of the same order, so a fixed
+    # tolerance would pass wrong positions too; packed must sit much closer to padded than the wrong control does
+    return {"ok": bool(diff.mean() < 0.5 * control.mean()), "rows": rows,
+            "real_token_fraction": round(float(mask.float().mean()), 3),
+            "mean_abs_diff": float(diff.mean()), "max_abs_diff": float(diff.max()),
+            "control_mean_abs_diff": float(control.mean()), "mean_abs_logp": float(reference[real].abs().mean())}
 
 
 def _bounds_dataset(n: int):
