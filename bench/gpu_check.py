@@ -125,7 +125,7 @@ def rollout_scoring(model, padded: dict, rows: int) -> dict:
     different lengths, compared where the mask is 1. Runs on CPU too (``sdpa_varlen``)."""
     import torch
 
-    from mmfinereason.trainers.padding_free import pack_rollouts, unpack_scores
+    from mmfinereason.trainers.padding_free import pack_rollouts, row_images, unpack_scores
 
     device = next(model.parameters()).device
     ids, mask = padded["input_ids"][:rows], padded["attention_mask"][:rows]
@@ -143,7 +143,7 @@ def rollout_scoring(model, padded: dict, rows: int) -> dict:
     grid = padded["image_grid_thw"][:taken]
     pixels = padded["pixel_values"][: int(grid.prod(-1).sum())]
     width = ids.shape[1] - 1  # every token but the first is scored
-    packed = pack_rollouts(model, ids, mask, width, padded["mm_token_type_ids"][:rows], pixels, grid, counts)
+    packed = pack_rollouts(model, ids, mask, width, padded["mm_token_type_ids"][:rows], row_images(pixels, grid, counts))
 
     def logps(logits, labels):
         return torch.log_softmax(logits.float(), -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)

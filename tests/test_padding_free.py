@@ -16,7 +16,7 @@ import torch
 from trl import GRPOTrainer as TRLGRPOTrainer
 
 from mmfinereason.modeling.attention import VARLEN_SDPA, register_varlen_sdpa
-from mmfinereason.trainers.padding_free import pack_rollouts, padding_free_blocker
+from mmfinereason.trainers.padding_free import pack_rollouts, padding_free_blocker, row_images
 from tests.test_gspo import _isolated_hf_cache, make_trainer, toy_prompts  # noqa: F401 (autouse fixture)
 
 G = 4
@@ -88,8 +88,8 @@ def test_packed_scores_and_gradients_equal_trl_padded_ones(tmp_path):
 def test_pack_rollouts_keeps_only_real_tokens_in_order(tmp_path):
     trainer = varlen_trainer(tmp_path)
     ids, mask, width, images = scored_batch(trainer)
-    packed = pack_rollouts(trainer.model, ids, mask, width, images["mm_token_type_ids"], images["pixel_values"],
-                           images["image_grid_thw"], images["num_images"])
+    per_row = row_images(images["pixel_values"], images["image_grid_thw"], images["num_images"])
+    packed = pack_rollouts(trainer.model, ids, mask, width, images["mm_token_type_ids"], per_row)
     row = packed.batch["input_ids"]
     assert row.shape == (1, int(mask.sum())) and packed.padded_tokens == ids.numel()
     torch.testing.assert_close(row[0], ids[mask.bool()])  # row by row, pads dropped

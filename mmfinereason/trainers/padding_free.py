@@ -71,35 +71,40 @@ class PackedRollouts:
     padded_tokens: int  # tokens of the padded rectangle these rows came from
 
 
+def row_images(pixel_values: torch.Tensor, image_grid_thw: torch.Tensor, num_images: list[int]) -> list:
+    """Each row's ``(pixel_values, image_grid_thw)``, or None for a row without images: TRL concatenates both
+    row after row, ``num_images[r]`` images to row ``r``."""
+    patch_offsets = [0, *image_grid_thw.prod(-1).cumsum(0).tolist()]
+    image_offsets = [0, *torch.tensor(num_images).cumsum(0).tolist()]
+    out = []
+    for first, last in zip(image_offsets, image_offsets[1:]):
+        pixels = pixel_values[patch_offsets[first] : patch_offsets[last]]
+        out.append((pixels, image_grid_thw[first:last].cpu()) if last > first else None)
+    return out
+
+
 def pack_rollouts(
     model,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     logits_to_keep: int,
     mm_token_type_ids: torch.Tensor | None = None,
-    pixel_values: torch.Tensor | None = None,
-    image_grid_thw: torch.Tensor | None = None,
-    num_images: list[int] | None = None,
+    images: list | None = None,
     pad_token_id: int = 0,
 ) -> PackedRollouts:
     """Pack TRL's padded rollout rows (prompt left-padded, completion right-padded) into one row of real tokens.
 
-    The scored tokens are the last ``logits_to_keep`` columns where ``attention_mask`` is 1: TRL's labels. The
-    bookkeeping (ids, masks, grids, positions) is done on the CPU, as the SFT collator does; only the pixel values
-    stay where they are.
+    ``images``: each row's ``(pixel_values, image_grid_thw)`` or None (:func:`row_images`). The scored tokens are
+    the last ``logits_to_keep`` columns where ``attention_mask`` is 1: TRL's labels. The bookkeeping (ids, masks,
+    grids, positions) is done on the CPU, as the SFT collator does; only the pixel values stay where they are.
     """
     input_ids, attention_mask = input_ids.cpu(), attention_mask.cpu()
     num_rows, width = input_ids.shape
     mask = attention_mask.bool()
     mm_token_type_ids = torch.zeros_like(input_ids) if mm_token_type_ids is None else mm_token_type_ids.cpu()
-    image_grid_thw = None if image_grid_thw is None else image_grid_thw.cpu()
-    if pixel_values is not None and (image_grid_thw is None or num_images is None):
-        raise ValueError("pixel_values without image_grid_thw and num_images cannot be split per row")
-    patch_offsets = image_offsets = None
-    if pixel_values is not None:
-        patch_offsets = torch.cat([image_grid_thw.new_zeros(1), image_grid_thw.prod(-1).cumsum(0)]).tolist()
-        image_offsets = [0, *torch.tensor(num_images).cumsum(0).tolist()]
+    images = images if images is not None else [None] * num_rows
     first_scored = width - logits_to_keep
+    in_completion = torch.arange(width) >= first_scored
     examples, rows, columns, positions = [], [], [], []
     start = 0
     for r in range(num_rows):
@@ -107,13 +112,9 @@ def pack_rollouts(
         ids = input_ids[r][keep]
         labels = input_ids[r].masked_fill(~keep, IGNORE_INDEX)
         labels[:first_scored] = IGNORE_INDEX
-        pixels = grid = None
-        if pixel_values is not None and image_offsets[r + 1] > image_offsets[r]:
-            first, last = image_offsets[r], image_offsets[r + 1]
-            pixels = pixel_values[patch_offsets[first] : patch_offsets[last]]
-            grid = image_grid_thw[first:last]
+        pixels, grid = images[r] or (None, None)
         examples.append(EncodedExample(ids, labels[keep], mm_token_type_ids[r][keep], pixels, grid))
-        scored = (keep & (torch.arange(width, device=keep.device) >= first_scored)).nonzero().flatten()
+        scored = (keep & in_completion).nonzero().flatten()
         # a kept token's place in the packed row: the row's start plus how many kept tokens precede it
         place = start + keep.long().cumsum(0)[scored] - 1
         rows.append(torch.full_like(scored, r))
@@ -166,22 +167,14 @@ class PaddingFreeLogpsMixin:
             )
         num_rows = input_ids.size(0)
         batch_size = batch_size or num_rows  # TRL's chunking bounds memory; each chunk is one packed row
-        per_image = image_grid_thw.prod(-1).tolist() if image_grid_thw is not None else []
+        images = row_images(pixel_values, image_grid_thw, num_images) if pixel_values is not None else None
         logps, entropies, real, padded = [], [], 0, 0
-        image_start = patch_start = 0
         for start in range(0, num_rows, batch_size):
             end = min(start + batch_size, num_rows)
-            pixels = grid = images = None
-            if pixel_values is not None:
-                images = num_images[start:end]
-                image_end = image_start + sum(images)
-                patch_end = patch_start + sum(per_image[image_start:image_end])
-                pixels, grid = pixel_values[patch_start:patch_end], image_grid_thw[image_start:image_end]
-                image_start, patch_start = image_end, patch_end
             packed = pack_rollouts(
                 model, input_ids[start:end], attention_mask[start:end], logits_to_keep,
-                None if mm_token_type_ids is None else mm_token_type_ids[start:end], pixels, grid, images,
-                pad_token_id=self._tokenizer.pad_token_id or 0,
+                None if mm_token_type_ids is None else mm_token_type_ids[start:end],
+                None if images is None else images[start:end], pad_token_id=self._tokenizer.pad_token_id or 0,
             )
             inputs = {k: v.to(input_ids.device) if torch.is_tensor(v) else v for k, v in packed.batch.items()}
             labels = inputs.pop("labels")
