@@ -11,6 +11,7 @@ import torch
 from mmfinereason.errors import UserError
 from mmfinereason.modeling.adapters import ADAPTER_CONFIG, adapter_base, adapter_to_merge, merge_adapter
 from mmfinereason.modeling.attention import VARLEN_SDPA, register_varlen_sdpa
+from mmfinereason.modeling.kv_cache import use_growing_kv_cache
 from mmfinereason.modeling.parts import apply_freezing, apply_lora
 from mmfinereason.modeling.source import ModelSourceError, check_model_source
 from mmfinereason.recipe.sections import ModelConfig
@@ -143,12 +144,14 @@ def load_model(cfg: ModelConfig, training: bool = False):
 
 
 def load_pretrained(cfg: ModelConfig, training: bool = False):
-    """``cfg.name_or_path`` as a plain transformers model: no freezing, no new adapter, no KV cache."""
+    """``cfg.name_or_path`` as a plain transformers model: no freezing, no new adapter, no KV cache in training
+    forwards (``generate`` keeps one, :mod:`.kv_cache`'s on CPU)."""
     if cfg.attn_implementation == "flash_attention_2":
         require("flash_attn", extra="flash", feature="model.attn_implementation=flash_attention_2")
     if cfg.attn_implementation == VARLEN_SDPA:
         register_varlen_sdpa()
     model = _from_pretrained(resolve_name(cfg.name_or_path), cfg, parameter_dtype(cfg.dtype, training))
+    use_growing_kv_cache(model)  # generate on CPU without re-copying the cache every token (.kv_cache)
     # A KV cache during training silently breaks packed attention masks (see data/packing.py).
     model.config.use_cache = False
     if hasattr(model.config, "text_config"):
