@@ -2,7 +2,8 @@
 
 Why: transformers' default ``DynamicCache`` appends each new token's keys and values with ``torch.cat``, which
 copies the whole cache, per layer, at every decoding step: for a batch of rollouts that is O(length²) memory
-traffic, about a tenth of a GSPO rollout batch's generation time on the tiny recipe (`bench/decode_speed.py`).
+traffic: 3-7% of a GSPO rollout batch's generation time on the tiny recipe (~85 new tokens), a sixth at 384
+(`bench/decode_speed.py`: 1.03-1.07x and 1.19x with this cache).
 Its alternative, the static cache, attends over the full ``max_length`` at every step and was slower still.
 ``GrowingLayer`` keeps one buffer per layer with room to spare (it doubles when full), writes each token into it
 and hands attention a view of the filled part: the same keys and values, the same attention call, the same
