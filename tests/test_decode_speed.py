@@ -76,7 +76,7 @@ def test_growing_layer_holds_what_a_dynamic_layer_holds_through_crop_and_reorder
             order = torch.tensor([2, 0, 1])
             grow.batch_select_indices(order), plain.batch_select_indices(order)
     assert grow.get_seq_length() == plain.get_seq_length() == 76
-    assert grow._buffers[0].shape[-2] > grow.get_seq_length()  # room to spare: no copy on the next token
+    assert grow._storage[0].shape[-2] > grow.get_seq_length()  # room to spare: no copy on the next token
 
 
 if __name__ == "__main__":

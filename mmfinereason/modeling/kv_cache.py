@@ -22,6 +22,7 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 _MIN_ROOM = 64  # tokens of room a buffer starts with beyond its prompt
+_HOOK = "_mmfinereason_growing_kv_cache"  # the model attribute holding the pre-hook's handle
 
 
 class GrowingLayer(DynamicLayer):
@@ -35,15 +36,15 @@ class GrowingLayer(DynamicLayer):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        filled = self.keys.shape[-2] if self.keys.numel() else 0
+        filled = self.get_seq_length()
         end = filled + key_states.shape[-2]
-        buffers = getattr(self, "_buffers", None)
+        buffers = getattr(self, "_storage", None)
         if buffers is None or buffers[0].data_ptr() != self.keys.data_ptr() or end > buffers[0].shape[-2]:
             buffers = tuple(
                 _grown(old if filled else None, new, max(2 * end, end + _MIN_ROOM))
                 for old, new in ((self.keys, key_states), (self.values, value_states))
             )
-            self._buffers = buffers
+            self._storage = buffers
         for buffer, new in zip(buffers, (key_states, value_states)):
             buffer[..., filled:end, :] = new
         self.keys, self.values = (buffer[..., :end, :] for buffer in buffers)
@@ -61,11 +62,11 @@ def _grown(old: torch.Tensor | None, new: torch.Tensor, room: int) -> torch.Tens
 def _grow_kv_cache(module: torch.nn.Module, args, kwargs):
     """Forward pre-hook: turn a fresh CPU ``DynamicCache``'s plain layers into :class:`GrowingLayer` ones."""
     cache = kwargs.get("cache", kwargs.get("past_key_values"))
-    if not isinstance(cache, DynamicCache):
+    if not isinstance(cache, DynamicCache) or module.device.type != "cpu":
         return None
     for layer in cache.layers:
         # only exact DynamicLayers (not sliding-window or quantised ones), before they hold anything
-        if type(layer) is DynamicLayer and not layer.is_initialized and module.device.type == "cpu":
+        if type(layer) is DynamicLayer and not layer.is_initialized:
             layer.__class__ = GrowingLayer
     return None
 
@@ -79,5 +80,3 @@ def use_growing_kv_cache(model: torch.nn.Module, enabled: bool = True) -> None:
         handle.remove()
         delattr(model, _HOOK)
 
-
-_HOOK = "_mmfinereason_growing_kv_cache"
