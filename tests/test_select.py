@@ -16,6 +16,7 @@ from mmfinereason.data.io.loading import load_examples, load_examples_with_repor
 from mmfinereason.evaluation.generators import GenerationSettings, row_seed
 from mmfinereason.evaluation.store import JsonlStore
 from mmfinereason.evaluation.selection import align, compute_pass_rates, parse_keep_rule, write_selection
+from mmfinereason.evaluation.voting import sampled_accuracy
 from mmfinereason.toy import make_dataset
 
 
@@ -92,6 +93,10 @@ def test_pass_rates_resume_after_a_cut_off_write(tmp_path):
     records = compute_pass_rates(first, bench, store, k=4, batch_size=5, progress=False)
     assert len(first.seen) == 12
     assert [records[u]["pass_rate"] for u in bench.ids()] == [min(i % 5, 4) / 4 for i in range(12)]
+    # each answer's score is kept, so the majority vote can be counted: 3-4 right of 4 win, 2 tie with "@@"
+    assert [records[u]["passed"] for u in bench.ids()][2] == [True, True, False, False]
+    majority = sampled_accuracy(records.values())["all"].majority
+    assert majority == pytest.approx(sum({0: 0, 1: 0, 2: 0.5, 3: 1, 4: 1}[min(i % 5, 4)] for i in range(12)) / 12)
 
     lines = store.path.read_text().splitlines()
     store.path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:15])  # killed mid-write
@@ -189,7 +194,7 @@ def _direct_correct(model, processor, example, k: int, seed: int, max_new_tokens
 
 
 @pytest.mark.slow  # trains the tiny model (shared with test_eval.py within one session): minutes on 2 busy cores
-def test_select_pass_rates_agree_with_direct_sampling_and_resume(trained_dir, tmp_path):
+def test_select_pass_rates_agree_with_direct_sampling_and_resume(trained_dir, tmp_path, capsys):
     from mmfinereason.recipe.loader import ModelConfig
     from mmfinereason.modeling.loading import load_model, load_processor
 
@@ -198,7 +203,10 @@ def test_select_pass_rates_agree_with_direct_sampling_and_resume(trained_dir, tm
             "--max-new-tokens", "72", "--temperature", "0.5", "--keep", "0 < pass_rate < 1", "--output", str(out), "--no-progress"]
     assert main([*args, "--limit", "3"]) == 0
     first = (out / "samples.jsonl").read_text()
+    capsys.readouterr()
     assert main([*args, "--limit", "8", "--batch-size", "2"]) == 0  # resumes: the first 3 are not redone
+    printed = capsys.readouterr().out
+    assert "maj@4" in printed and "pass@4" in printed and "toy_color" in printed
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert (out / "samples.jsonl").read_text().startswith(first) and len(samples) == 8
 
@@ -212,3 +220,6 @@ def test_select_pass_rates_agree_with_direct_sampling_and_resume(trained_dir, tm
     assert [s["pass_rate"] for s in samples] == direct
     subset = datasets.Dataset.from_parquet(str(out / "keep-0_lt_pass_rate_lt_1.parquet"))
     assert subset["id"] == [ex["id"] for ex, r in zip(examples, direct) if 0 < r < 1]
+    sampled = json.loads((out / "summary.json").read_text())["sampled_accuracy"]["all"]
+    assert sampled["questions"] == 8 and sampled["mean_pass_rate"] == pytest.approx(sum(direct) / 8)
+    assert sampled["pass_at_k"] == sum(r > 0 for r in direct) / 8 and sampled["majority"] is not None

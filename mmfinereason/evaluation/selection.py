@@ -140,8 +140,9 @@ def compute_pass_rates(
     """``{uid: record}`` with ``correct`` (of ``k``) and ``pass_rate`` for every row of ``bench``.
 
     Rows already in ``store`` (an earlier, interrupted run) are not sampled again; new records are appended
-    batch by batch. Each record also keeps the ``k`` extracted answers (and, with ``save_responses``, the
-    full responses) so that a surprising pass rate can be checked by eye.
+    batch by batch. Each record also keeps the ``k`` extracted answers and whether each passed (what the majority
+    vote of ``mmfinereason.evaluation.voting`` needs) and, with ``save_responses``, the full responses, so that a
+    surprising pass rate can be checked by eye.
     """
     from tqdm.auto import tqdm
 
@@ -164,7 +165,7 @@ def compute_pass_rates(
                 scored = [score(ex, r) for r in responses]
                 n = sum(p.correct for p in scored)
                 record = {"uid": uids[i], "id": ex["id"], "source": ex["source"], "k": k, "correct": n, "pass_rate": n / k,
-                          "extracted": [p.extracted for p in scored]}
+                          "extracted": [p.extracted for p in scored], "passed": [p.correct for p in scored]}
                 if save_responses:
                     record["responses"] = list(responses)
                 records.append(record)

@@ -3,13 +3,17 @@
     # sample 4 answers per question with a model, write every row + pass_rate and two subsets
     mmfinereason select --model outputs/tiny-sft --data toy:rl --k 4 \\
         --keep 'pass_rate == 0' --keep '0 < pass_rate < 1' --output outputs/select-toy
+    # pass@1, maj@16 and pass@16 of a model on the held-out items (before and after RL: did it narrow?)
+    mmfinereason select --model outputs/tiny-sft --data toy:test --limit 500 --k 16 --output outputs/votes
     # the data already has a pass rate (MMFineReason's qwen3vl_4b_pass_rate): filter only, no model
     mmfinereason select --data sft.parquet --keep 'pass_rate == 0' --output outputs/hard-123k
 
 With ``--model`` the rows are sampled (temperature 1.0, seeded per question) and scored with
 ``mmfinereason.rewards``; a killed run picks up where it stopped (``OUTPUT/samples.jsonl``). Without it the
 data's own ``pass_rate`` column is used. Output: ``rows.<fmt>`` (all original columns + ``pass_rate``; with
-``--model``), ``keep-<rule>.<fmt>`` per ``--keep``, ``summary.json``.
+``--model``), ``keep-<rule>.<fmt>`` per ``--keep``, ``summary.json``. With ``--model`` it also prints, per
+source, the accuracy of one draw (pass@1), of the majority vote over the k draws (maj@k) and of any of them
+(pass@k) (``mmfinereason/evaluation/voting.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def run(args) -> int:
     from mmfinereason.evaluation.selection import (
         align, compute_pass_rates, parse_keep_rule, parse_pass_rates, write_selection,
     )
+    from mmfinereason.evaluation.voting import format_sampled_accuracy, sampled_accuracy
 
     rules = [parse_keep_rule(text) for text in args.keep or []]
     columns = dict(parse_pairs(args.column, "--column"))
@@ -101,8 +106,14 @@ def run(args) -> int:
         for index, uid in zip(align(bench.ids(), raw_ids), kept_uids):
             rates[index] = records[uid]["pass_rate"]
         summary = write_selection(raw, rates, rules, out, fmt=args.format)
+        sampled = sampled_accuracy(records[uid] for uid in kept_uids)
+        summary["sampled_accuracy"] = {name: s.to_dict() for name, s in sampled.items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in summary.items() if k != "files"}, indent=2))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("files", "sampled_accuracy")}, indent=2))
+    if args.model is not None:
+        print(format_sampled_accuracy(sampled))
+        print(f"(maj@{args.k} above the greedy accuracy of `mmfinereason eval`: points greedy decoding leaves; "
+              f"pass@{args.k} lower after RL than before: questions the policy no longer reaches)")
     print(f"written to {out}")
     return 0
 
