@@ -8,7 +8,7 @@ on the table; pass@k before and after RL says whether RL narrowed what the polic
 SFT model from pass@16 98.6% to 96.6%, shape 99.2% to 94.4%, while its greedy accuracy rose 70.0% to 73.4%). What
 they do not do: predict RL's gain. The hypothesis that GSPO sharpens the SFT model onto its own majority vote held
 for one SFT model (maj@16 73.8%, its 25 GSPO runs 71.2-75.0%) and failed for three others (maj@16 69.0-71.2%,
-GSPO 72.0-75.6%): GSPO also teaches the model to read the frozen vision tower's tokens, which no vote of the SFT
+GSPO 71.4-75.6%): GSPO also teaches the model to read the frozen vision tower's tokens, which no vote of the SFT
 model shows.
 
 The vote: answers are grouped by their extracted text after light normalisation (case, surrounding space and
