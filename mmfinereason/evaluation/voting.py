@@ -90,7 +90,7 @@ def sampled_accuracy(records: Iterable[dict[str, Any]]) -> dict[str, SampledAccu
 
 def format_sampled_accuracy(table: dict[str, SampledAccuracy]) -> str:
     """The console table ``mmfinereason select`` prints."""
-    k = table[ALL].k if ALL in table else max(s.k for s in table.values())
+    k = max((s.k for s in table.values()), default=0)
 
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.1f}%"

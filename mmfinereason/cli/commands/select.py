@@ -39,6 +39,7 @@ def run(args) -> int:
     from mmfinereason.evaluation.voting import format_sampled_accuracy, sampled_accuracy
 
     rules = [parse_keep_rule(text) for text in args.keep or []]
+    sampled = None  # with --model: pass@1, maj@k and pass@k per source
     columns = dict(parse_pairs(args.column, "--column"))
     spec = parse_data_arg(args.data, columns)
     out = Path(args.output or f"outputs/select/{spec.name}")
@@ -110,7 +111,7 @@ def run(args) -> int:
         summary["sampled_accuracy"] = {name: s.to_dict() for name, s in sampled.items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k not in ("files", "sampled_accuracy")}, indent=2))
-    if args.model is not None:
+    if sampled is not None:
         print(format_sampled_accuracy(sampled))
         print(f"(maj@{args.k} above the greedy accuracy of `mmfinereason eval`: points greedy decoding leaves; "
               f"pass@{args.k} lower after RL than before: questions the policy no longer reaches)")
