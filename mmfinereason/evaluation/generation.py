@@ -6,10 +6,12 @@ evaluated on exactly the prompt format it was trained on.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Iterator
 
 import torch
 
+from mmfinereason.data.batching.repeated_images import images_processed_once
 from mmfinereason.data.chat import render_prompt
 from mmfinereason.errors import UserError
 from mmfinereason.modeling.introspect import DISTRIBUTED_WRAPPERS, unwrap_model
@@ -54,7 +56,9 @@ def generate_responses(
         if not all(images):
             raise ValueError("generate_responses needs every example of a batch to have images, or none to")
         kwargs.update(images=images, size={"shortest_edge": min_pixels, "longest_edge": max_pixels})
-    batch = processor(**kwargs).to(model.device)
+    # seeded sampling repeated every row k times: each distinct image is processed once (the same tensors)
+    with images_processed_once(processor) if seeded else contextlib.nullcontext():
+        batch = processor(**kwargs).to(model.device)
     was_training = model.training
     model.eval()
     tokenizer = processor.tokenizer

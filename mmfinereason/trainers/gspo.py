@@ -21,6 +21,8 @@ loss, buffering of ``steps_per_generation`` slices, checkpointing, logging. What
 * **per-part learning rates** (:mod:`.part_lr`), as in SFT: an unfrozen vision tower at its own rate;
 * **a weight anchor** (:mod:`.weight_anchor`): a pull back toward the SFT weights after each step, a KL to the
   SFT model without the reference forward;
+* **each distinct image processed once per rollout batch** (:mod:`mmfinereason.data.batching.repeated_images`): TRL runs the image processor
+  on every rollout's copy of the prompt's image, twice a step;
 * **exact resume inside a rollout batch** (:mod:`.rollout_buffer`): with several updates per batch, a checkpoint
   between two of them carries the batch, which TRL would regenerate;
 * **metrics TRL lacks**: reward per ``source``, accuracy and format rate, fraction of zero-variance groups and of
@@ -40,6 +42,7 @@ from typing import Any
 import torch
 from trl import GRPOTrainer as TRLGRPOTrainer
 
+from mmfinereason.data.batching.repeated_images import images_processed_once
 from mmfinereason.errors import UserError
 from mmfinereason.trainers.dynamic_sampling import concat_batches, informative_groups, pad_groups, select_rows
 from mmfinereason.monitoring.callbacks import attach_monitoring
@@ -170,9 +173,14 @@ class GSPOTrainer(
         super().log(logs, start_time)
 
     # ------------------------------------------------------------------ zero-advantage rows
+    def _trl_rollouts(self, inputs):
+        """TRL's rollout + scoring, with each distinct image through the image processor once (repeated_images.py)."""
+        with images_processed_once(self.processing_class):
+            return super()._generate_and_score_completions(inputs)
+
     def _scored_rollouts(self, inputs):
         """TRL's rollout + scoring; groups whose rewards agree get an advantage of exactly 0 (zero_advantage.py)."""
-        batch = super()._generate_and_score_completions(inputs)
+        batch = self._trl_rollouts(inputs)
         if self._skip_blocker is None and self._last_rewards is not None:
             zero_uninformative(batch["advantages"], self._last_rewards, self.num_generations, self.accelerator.process_index)
         return batch
@@ -221,7 +229,7 @@ class GSPOTrainer(
     def _generate_and_score_completions(self, inputs):
         """TRL's rollout + scoring, repeated on further prompts while groups carry no signal (bounded)."""
         if not self.model.training:
-            return super()._generate_and_score_completions(inputs)
+            return self._trl_rollouts(inputs)
         g = self.num_generations
         num_groups = len(inputs) // g
         batches, masks = [], []
