@@ -75,6 +75,19 @@ def test_processor_call_is_bitwise_the_plain_one(tiny_processor):
     assert grids[:3] == grids[3:6] and grids[0] != grids[2]
 
 
+def test_prompts_with_several_images(tiny_processor):
+    """Rows with two images each (MMMU has several), the copies interleaved: the flat order is row-major."""
+    rows = [[noise((200, 120), 10 + r), noise((64, 300), 20 + r)] for r in range(2)]
+    images = [[image.copy() for image in rows[r]] for _ in range(3) for r in range(2)]
+    pad = "<|vision_start|><|image_pad|><|vision_end|>"
+    texts = [f"{pad} and {pad}: which is larger?"] * len(images)
+    plain = tiny_processor(images=images, text=texts, padding=True, return_tensors="pt")
+    with images_processed_once(tiny_processor) as wrapper:
+        deduped = tiny_processor(images=images, text=texts, padding=True, return_tensors="pt")
+    assert (wrapper.images_seen, wrapper.images_processed) == (12, 4)
+    assert_same_batch(plain, deduped)
+
+
 def test_chat_template_call_is_bitwise_the_plain_one(tiny_processor):
     """TRL's first call (prompt ids for generation): apply_chat_template(tokenize=True) on the conversations."""
     conversations = [prompt_messages("<image>\nHow many shapes?", 1, images=imgs) for imgs in rollout_images()]

@@ -21,8 +21,8 @@ loss, buffering of ``steps_per_generation`` slices, checkpointing, logging. What
 * **per-part learning rates** (:mod:`.part_lr`), as in SFT: an unfrozen vision tower at its own rate;
 * **a weight anchor** (:mod:`.weight_anchor`): a pull back toward the SFT weights after each step, a KL to the
   SFT model without the reference forward;
-* **each distinct image processed once per rollout batch** (:mod:`mmfinereason.data.batching.repeated_images`): TRL runs the image processor
-  on every rollout's copy of the prompt's image, twice a step;
+* **each distinct image processed once per rollout batch** (:mod:`mmfinereason.data.batching.repeated_images`):
+  TRL runs the image processor on every rollout's copy of the prompt's image, twice a step;
 * **exact resume inside a rollout batch** (:mod:`.rollout_buffer`): with several updates per batch, a checkpoint
   between two of them carries the batch, which TRL would regenerate;
 * **metrics TRL lacks**: reward per ``source``, accuracy and format rate, fraction of zero-variance groups and of
