@@ -1,6 +1,7 @@
 """The image processor on one rank's GSPO rollout batch: every rollout's copy vs each distinct image once.
 
-    python bench/repeated_images.py                  # ~3 min on 2 cores; --prompts 32 is the qwen3vl recipes' batch
+    python bench/repeated_images.py                  # ~1 min on 2 cores, 7 GB of RAM
+    python bench/repeated_images.py --prompts 16     # 256 rows: ~1.5 min, 13 GB (the recipes' 32 need ~26 GB)
 
 TRL processes the rollout batch's images twice per generation round: ``apply_chat_template(tokenize=True)`` for the
 prompt ids it generates from, and ``processor(images=..., text=...)`` for the loss forward's ``pixel_values``.
