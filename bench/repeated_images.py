@@ -17,6 +17,7 @@ one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import statistics
@@ -30,6 +31,7 @@ from mmfinereason.data.chat import prompt_messages
 from mmfinereason.modeling.loading import load_processor
 from mmfinereason.toy import tiny_model_dir
 from mmfinereason.data.batching.repeated_images import images_processed_once
+from gspo_step import abba  # bench/ is on the path when a bench runs as a script
 
 MIN_PIXELS, MAX_PIXELS = 65_536, 589_824  # recipes/qwen3vl-*/gspo.yaml
 
@@ -52,7 +54,7 @@ def trl_calls(processor, images) -> tuple[float, float, dict]:
     texts = processor.apply_chat_template(conversations, add_generation_prompt=True, tokenize=False)
     start = time.perf_counter()
     out = processor(images=images, text=texts, padding=True, return_tensors="pt")
-    return tokenize, time.perf_counter() - start, out
+    return tokenize, time.perf_counter() - start, out  # the second: the loss forward's pixel_values
 
 
 def main() -> None:
@@ -63,22 +65,21 @@ def main() -> None:
     args = parser.parse_args()
     processor = load_processor(tiny_model_dir(), min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
     images = rollout_batch(args.prompts, args.generations)
-    seconds: dict[str, list[float]] = {"plain": [], "once": []}
-    reference, same = None, True
-    for r in range(args.rounds):
-        for arm in ("plain", "once") if r % 2 == 0 else ("once", "plain"):
-            if arm == "once":
-                with images_processed_once(processor):
-                    tokenize, forward, out = trl_calls(processor, images)
-            else:
-                tokenize, forward, out = trl_calls(processor, images)
-            seconds[arm].append(tokenize + forward)
-            if reference is None:
-                reference = {k: v.clone() for k, v in out.items()}
-            else:
-                same = same and all(torch.equal(reference[k], out[k]) for k in reference)
-            del out
-            gc.collect()
+    reference: dict = {}
+
+    def run(arm: str, _round: int) -> dict:
+        with images_processed_once(processor) if arm == "once" else contextlib.nullcontext():
+            tokenize, pixels, out = trl_calls(processor, images)
+        if not reference:
+            reference.update({k: v.clone() for k, v in out.items()})
+        same = all(torch.equal(reference[k], out[k]) for k in reference)
+        del out
+        gc.collect()
+        return {"seconds": tokenize + pixels, "same": same}
+
+    arms = abba(("plain", "once"), args.rounds, run)
+    seconds = {arm: [r["seconds"] for r in rounds] for arm, rounds in arms.items()}
+    same = all(r["same"] for rounds in arms.values() for r in rounds)
     plain, once = statistics.median(seconds["plain"]), statistics.median(seconds["once"])
     print(json.dumps({
         "bench": "repeated_images", "rows": len(images), "distinct_images": args.prompts,

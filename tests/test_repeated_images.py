@@ -37,7 +37,7 @@ def test_distinct_images_keys_on_pixels_not_objects():
     assert a is not a_copy
     distinct, inverse = distinct_images([a, b, a_copy, b])
     assert inverse == [0, 1, 0, 1] and distinct == [a, b]
-    # the same bytes read as another size or mode are another image
+    # another mode is another image, and so are the same bytes read as another size
     assert distinct_images([a, a.convert("RGBA")]) is None
     flat = Image.frombytes("RGB", (10, 20), a.tobytes())
     assert distinct_images([a, flat]) is None

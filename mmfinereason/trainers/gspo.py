@@ -172,12 +172,13 @@ class GSPOTrainer(
                 logs["weight_anchor/rms_from_start"] = self._anchor.distance_from_start(self.model)
         super().log(logs, start_time)
 
-    # ------------------------------------------------------------------ zero-advantage rows
+    # ------------------------------------------------------------------ rollouts
     def _trl_rollouts(self, inputs):
         """TRL's rollout + scoring, with each distinct image through the image processor once (repeated_images.py)."""
         with images_processed_once(self.processing_class):
             return super()._generate_and_score_completions(inputs)
 
+    # ------------------------------------------------------------------ zero-advantage rows
     def _scored_rollouts(self, inputs):
         """TRL's rollout + scoring; groups whose rewards agree get an advantage of exactly 0 (zero_advantage.py)."""
         batch = self._trl_rollouts(inputs)
