@@ -9,7 +9,9 @@ Each argument is a glob of ``bench/gspo_study.py`` cell folders (``summary.json`
 match on (SFT model, ``train.seed``); a cell without a match is named on stderr, not dropped silently. Baselines
 are ``--eval-only`` cells of the SFT models: with them each cell also gets its gain over its SFT model, and
 ``--margin M`` checks the session-17 rule: the candidate's worst gain is no lower than the reference's worst, and
-its mean gain no lower than the reference's mean by more than M points. Prints a table, then one JSON line.
+its mean gain no lower than the reference's mean by more than M points. Pairs from one SFT model (its GSPO seeds)
+are also averaged first and compared over the SFT models, since a change's effect has moved more across SFT models
+than across seeds (:mod:`mmfinereason.evaluation.replicated`). Prints a table, then one JSON line.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def main() -> None:
     if a.margin is not None and not baselines:
         sys.exit("--margin needs --baselines: the rule is about gains over the SFT models")
     comparison = compare_replicated(
-        (f"{short(s)} seed {seed}", reference[s, seed]["predictions"], candidate[s, seed]["predictions"])
+        (f"{short(s)} seed {seed}", reference[s, seed]["predictions"], candidate[s, seed]["predictions"], short(s))
         for s, seed in keys)
 
     gains: dict[str, list[float]] = {"reference": [], "candidate": []}
@@ -93,7 +95,7 @@ def main() -> None:
             gains["candidate"].append(g[1])
             row += f"{100 * g[0]:>+10.1f}{100 * g[1]:>+11.1f}"
         print(row)
-    print(comparison.describe())
+    print(comparison.describe(groups="SFT models"))
     result = {"pairs": len(keys), "comparison": comparison.to_dict()}
     if gains["reference"]:
         for side, g in gains.items():

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import random
+import statistics
 
 import pytest
 
 from mmfinereason.errors import UserError
 from mmfinereason.evaluation.accuracy import Prediction
-from mmfinereason.evaluation.replicated import compare_replicated, t_quantile_95
+from mmfinereason.evaluation.paired import PairedDifference
+from mmfinereason.evaluation.replicated import ReplicatedComparison, RunPair, compare_replicated, t_quantile_95
 
 
 def run_of(correct: list[bool]) -> list[Prediction]:
@@ -86,6 +88,54 @@ def test_interval_over_runs_covers_the_true_difference_about_95_percent():
         pooled_covered += plo <= 0.01 <= phi
     assert 0.90 <= covered / trials <= 0.99
     assert pooled_covered / trials < covered / trials - 0.1
+
+
+def test_pairs_sharing_a_start_are_averaged_first_by_hand():
+    # SFT model g1: +1 and +3 points; g2: +4; g3: 0 -> group means 2, 4, 0 (the pairs' own mean is 2.0 as well)
+    pairs = [("a", *pair_with(100, 2, 1), "g1"), ("b", *pair_with(100, 4, 1), "g1"),
+             ("c", *pair_with(100, 5, 1), "g2"), ("d", *pair_with(100, 1, 1), "g3")]
+    c = compare_replicated(pairs)
+    assert c.nested and [p.group for p in c.pairs] == ["g1", "g1", "g2", "g3"]
+    assert c.group_means() == pytest.approx({"g1": 0.02, "g2": 0.04, "g3": 0.0})
+    half = 4.303 * 0.02 / math.sqrt(3)  # sd of (2, 4, 0) points is 2; t with 2 degrees of freedom
+    assert c.group_interval() == pytest.approx((0.02 - half, 0.02 + half))
+    text = c.describe("shipped", "lr 1.5e-4", groups="SFT models")
+    assert "over 3 SFT models (each one's pairs averaged first" in text and "+2.0, +4.0, +0.0; mean +2.0" in text
+    record = json.loads(json.dumps(c.to_dict()))
+    assert record["mean_over_groups"] == pytest.approx(0.02) and record["pairs"]["a"]["group"] == "g1"
+    # unbalanced groups: the mean over groups weighs each start once, the mean over pairs each run once
+    c = compare_replicated(pairs[:3])
+    assert c.mean == pytest.approx(0.08 / 3) and statistics.fmean(c.group_means().values()) == pytest.approx(0.03)
+    # one start only: its spread across starts is unknown, and the text says so
+    c = compare_replicated([(*pair[:3], "g1") for pair in pairs])
+    assert c.group_interval() is None and "spread over groups unknown (one)" in c.describe()
+    # no groups (or every pair its own): the comparison reads as before, no second level
+    c = compare_replicated([pair[:3] for pair in pairs])
+    assert not c.nested and "averaged first" not in c.describe()
+    assert c.group_interval() == pytest.approx(c.interval())
+
+
+def test_interval_over_starts_covers_where_the_interval_over_runs_does_not():
+    """Simulated recipe changes whose effect depends on the SFT model (sd 3 points across models around +1) far
+    more than on the GSPO seed: over 4 models x 3 seeds the t interval over the 12 runs treats them as 12
+    independent draws and misses +1 often; the interval over the 4 models' means covers it about 95% of the time."""
+    rng = random.Random(0)
+    n, trials = 1000, 400
+    covered = {"runs": 0, "groups": 0}
+    for _ in range(trials):
+        pairs = []
+        for model in range(4):
+            effect = 0.01 + rng.gauss(0, 0.03)
+            for seed in range(3):
+                true = effect + rng.gauss(0, 0.003)
+                changed = sum(rng.random() < 0.1 for _ in range(n))  # about 100 items change
+                fixed = sum(rng.random() < 0.5 + true * n / (2 * changed) for _ in range(changed))
+                pairs.append(RunPair(f"{model}/{seed}", PairedDifference(n, fixed, changed - fixed), str(model)))
+        c = ReplicatedComparison(tuple(pairs))
+        for level, (lo, hi) in (("runs", c.interval()), ("groups", c.group_interval())):
+            covered[level] += lo <= 0.01 <= hi
+    assert 0.90 <= covered["groups"] / trials <= 0.99
+    assert covered["runs"] / trials < covered["groups"] / trials - 0.15
 
 
 def test_edges():

@@ -62,6 +62,9 @@ def test_bench_script_matches_cells_gives_gains_and_checks_the_rule(tmp_path, mo
     assert "unmatched" in stderr and "m3-ref-s2" in stderr  # named, not dropped silently
     assert result["pairs"] == 4
     assert result["comparison"]["mean"] == pytest.approx(0.01)  # +3, -1, +3, -1 points
+    # the two seeds of one SFT model are averaged first: +1 point on each model, one group per SFT model
+    assert result["comparison"]["group_means"] == pytest.approx({"out/m1": 0.01, "out/m2": 0.01})
+    assert result["comparison"]["pairs"]["out/m1 seed 42"]["group"] == "out/m1"
     assert result["reference_gain"]["worst"] == pytest.approx(0.02) and result["candidate_gain"]["worst"] == pytest.approx(0.03)
     assert result["candidate_gain"]["mean"] == pytest.approx(0.04) and result["reference_gain"]["mean"] == pytest.approx(0.03)
     assert result["rule"]["holds"] is True

@@ -11,6 +11,14 @@ three pairs that disagree.
 
 Runs are compared in matched pairs (same SFT model, same seed, one recipe change), so each pair's difference is
 paired over its items too. Nothing here is specific to GSPO; ``bench/compare_recipes.py`` reads study cells into it.
+
+Pairs that share a start (the same SFT model, another GSPO seed) are not independent draws either: on the tiny
+task a change's effect was steady within an SFT model and flipped across models (issue 17: learning rate 1.5e-4
+was higher in 5 of 6 pairs over two SFT models, then lower in 4 of 5 over the next two). So each pair may name its
+``group`` (the model it started from), and the comparison is then also made one level up: each group's pairs are
+averaged first, and the interval is Student's t over those group means (groups - 1 degrees of freedom), the
+two-stage analysis of a nested design. With few groups it is wide, which is the honest answer to "does this hold
+for the next SFT model?".
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ class RunPair:
 
     label: str
     change: PairedDifference
+    group: str | None = None  # the start the pair's two runs share (an SFT model); None: a group of its own
 
 
 @dataclass(frozen=True)
@@ -101,34 +110,76 @@ class ReplicatedComparison:
             broken=sum(p.change.broken for p in self.pairs),
         )
 
+    def group_means(self) -> dict[str, float]:
+        """Each group's mean difference, in the order the groups first appear (a pair without a group is its own)."""
+        members: dict[str, list[float]] = {}
+        for pair in self.pairs:
+            members.setdefault(pair.label if pair.group is None else pair.group, []).append(pair.change.difference)
+        return {group: statistics.fmean(d) for group, d in members.items()}
+
+    @property
+    def nested(self) -> bool:
+        """Whether some group holds more than one pair (then the pairs are not independent runs)."""
+        return len(self.group_means()) < len(self.pairs)
+
+    def group_interval(self) -> tuple[float, float] | None:
+        """95% interval of the mean over groups (Student's t on the group means, groups - 1 degrees of freedom);
+        None for a single group, whose spread across starts is unknown."""
+        means = list(self.group_means().values())
+        if len(means) < 2:
+            return None
+        half = t_quantile_95(len(means) - 1) * statistics.stdev(means) / math.sqrt(len(means))
+        centre = statistics.fmean(means)
+        return centre - half, centre + half
+
     def to_dict(self) -> dict:
+        means = self.group_means()
         return {
-            "pairs": {p.label: p.change.to_dict() for p in self.pairs},
+            "pairs": {p.label: p.change.to_dict() | {"group": p.group} for p in self.pairs},
             "mean": self.mean, "standard_error_over_runs": self.standard_error, "interval_95_over_runs": self.interval(),
             "wins": self.wins, "losses": self.losses, "sign_test_p_over_runs": self.sign_test_p,
+            "group_means": means, "mean_over_groups": statistics.fmean(means.values()),
+            "interval_95_over_groups": self.group_interval(),
             "pooled_over_items": self.pooled.to_dict(),
         }
 
-    def describe(self, reference: str = "reference", candidate: str = "candidate") -> str:
-        """Two lines: over runs (what a recipe decision should rest on), then pooled over items."""
+    def describe(self, reference: str = "reference", candidate: str = "candidate", groups: str = "groups") -> str:
+        """Over runs (what a recipe decision should rest on), over ``groups`` when pairs share one, then pooled
+        over items."""
         k, interval = len(self.pairs), self.interval()
         spread = (f"95% interval over runs {100 * interval[0]:+.1f} to {100 * interval[1]:+.1f}" if interval
                   else "spread over runs unknown (one pair)")
-        return (f"{candidate} vs {reference} over {k} matched pair{'s' * (k != 1)} of runs: {100 * self.mean:+.1f} "
+        text = (f"{candidate} vs {reference} over {k} matched pair{'s' * (k != 1)} of runs: {100 * self.mean:+.1f} "
                 f"points on average, higher in {self.wins}, lower in {self.losses}; {spread}; sign test over runs "
-                f"p = {format_p(self.sign_test_p)}\n"
-                f"  pooled over items (treats runs as one sample, too narrow): {self.pooled.describe(reference, candidate)}")
+                f"p = {format_p(self.sign_test_p)}\n")
+        if self.nested:
+            means = self.group_means()
+            between = self.group_interval()
+            each = ", ".join(f"{100 * m:+.1f}" for m in means.values())
+            spread = (f"95% interval over {groups} {100 * between[0]:+.1f} to {100 * between[1]:+.1f}" if between
+                      else f"spread over {groups} unknown (one)")
+            text += (f"  over {len(means)} {groups} (each one's pairs averaged first; pairs sharing one are not "
+                     f"independent runs): {each}; mean {100 * statistics.fmean(means.values()):+.1f}, {spread}\n")
+        return text + (f"  pooled over items (treats runs as one sample, too narrow): "
+                       f"{self.pooled.describe(reference, candidate)}")
 
 
-def compare_replicated(
-    pairs: Iterable[tuple[str, Iterable[Prediction], Iterable[Prediction]]],
-) -> ReplicatedComparison:
-    """``(label, reference predictions, candidate predictions)`` per matched pair of runs -> the comparison.
+# (label, reference run's predictions, candidate run's predictions[, group])
+Runs = Iterable[Prediction]
+MatchedRuns = tuple[str, Runs, Runs] | tuple[str, Runs, Runs, str]
+
+
+def compare_replicated(pairs: Iterable[MatchedRuns]) -> ReplicatedComparison:
+    """``(label, reference predictions, candidate predictions[, group])`` per matched pair of runs -> the
+    comparison; ``group`` names the start both runs share (an SFT model): see
+    :meth:`ReplicatedComparison.group_interval`.
 
     Each pair is paired over its shared items (:func:`~mmfinereason.evaluation.paired.pair_predictions`, whose
     errors it raises); no pairs at all is an error.
     """
-    result = tuple(RunPair(label, paired_difference(reference, candidate)) for label, reference, candidate in pairs)
+    result = tuple(
+        RunPair(label, paired_difference(reference, candidate), *group) for label, reference, candidate, *group in pairs
+    )
     if not result:
         raise UserError("no matched pair of runs to compare: give runs of both recipes from the same SFT model and seed")
     return ReplicatedComparison(result)
