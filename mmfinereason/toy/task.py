@@ -245,8 +245,25 @@ def _pass_rate(difficulty: int, rng: random.Random) -> float:
     return sum(rng.random() < _SOLVER_SKILL[difficulty] for _ in range(4)) / 4
 
 
-def make_example(index: int, seed: int = 0, difficulty: int | None = None, sources=SOURCES) -> dict:
-    """One row of the task in the MMFineReason schema (image as a PIL image)."""
+@dataclass(frozen=True)
+class Scene:
+    """What one row of the task shows and asks, before it is drawn: the shapes themselves, for probes of what a
+    model's image tokens hold (``bench/vision_probe.py``) as well as for the row."""
+
+    source: str
+    difficulty: int
+    size: tuple[int, int]
+    items: list[Item]
+    question: str
+    answer: str
+    think: str
+    solution: str
+
+
+def make_scene(
+    index: int, seed: int = 0, difficulty: int | None = None, sources=SOURCES
+) -> tuple[Scene, random.Random]:
+    """Row ``index`` of draw ``seed`` undrawn, and the random stream that goes on to draw it (:func:`make_example`)."""
     rng = random.Random(f"{seed}-{index}")
     source = sources[index % len(sources)]
     # The default mix leans easy: the tiny model learns to see on easy items within the CPU budget, and the
@@ -255,7 +272,14 @@ def make_example(index: int, seed: int = 0, difficulty: int | None = None, sourc
     if level not in (0, 1, 2):
         raise ValueError(f"difficulty must be 0, 1, 2 or None, got {difficulty!r}")
     size = rng.choice(SIZES)
-    items, question, answer, think, solution = _MAKERS[source](level, size, rng)
+    return Scene(source, level, size, *_MAKERS[source](level, size, rng)), rng
+
+
+def make_example(index: int, seed: int = 0, difficulty: int | None = None, sources=SOURCES) -> dict:
+    """One row of the task in the MMFineReason schema (image as a PIL image)."""
+    scene, rng = make_scene(index, seed, difficulty, sources)
+    source, level, size, items = scene.source, scene.difficulty, scene.size, scene.items
+    question, answer, think, solution = scene.question, scene.answer, scene.think, scene.solution
     image = _draw(items, size, rng)
     caption = "An image showing " + ", ".join(f"a {it.color} {it.kind}" for it in items) + "."
     response = f"<think>\n{think}\n</think>\n\n{solution}\nTherefore, the final answer is <answer>{answer}</answer>."
