@@ -114,10 +114,11 @@ def train_probe(tokens, mask, labels: dict[str, torch.Tensor], heads: dict[str, 
 
 def probe_model(model, processor, train_scenes, train_images, test_scenes, test_images, epochs: int, seed: int) -> dict:
     """Train the probe on one model's tokens of the training images; its accuracy per target and per question."""
-    names = list(targets_of(train_scenes[0]))
+    train_truth = [targets_of(s) for s in train_scenes]
+    names = list(train_truth[0])
     heads = {k: CLASSES.get(k, COUNTS) for k in names}
     train_tokens, train_mask = padded(image_tokens(model, processor, train_images))
-    labels = {k: torch.tensor([targets_of(s)[k] for s in train_scenes]) for k in names}
+    labels = {k: torch.tensor([t[k] for t in train_truth]) for k in names}
     probe = train_probe(train_tokens, train_mask, labels, heads, epochs, seed)
     test_tokens, test_mask = padded(image_tokens(model, processor, test_images))
     with torch.no_grad():
