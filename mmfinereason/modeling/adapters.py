@@ -4,9 +4,10 @@ folders (a LoRA run's ``checkpoint-N``) merged into their base when loaded.
 Why: peft saves a LoRA run as an adapter folder (``adapter_config.json`` and the adapter weights, no
 ``config.json``). Everything that reads a stage's output expects a full model: the GSPO recipe's
 ``model.name_or_path``, ``mmfinereason eval``, vLLM (TRL starts it from a folder), a user's ``from_pretrained``.
-transformers can open adapter folders itself, but with transformers 5.25 its adapter code needs peft >= 0.22, newer
-than the registry has: a GSPO run started from a LoRA SFT output trained every weight, adapter and base alike, then
-crashed in its final save. So a LoRA stage writes the merged model at OUTPUT_DIR and the adapter alone under
+transformers can open adapter folders itself, but only with a peft its adapter code supports (transformers 5.25:
+peft >= 0.22; with the older peft the project allows, a GSPO run started from a LoRA SFT output trained every weight,
+adapter and base alike, then crashed in its final save), and vLLM starts only from a full model (adapters it takes
+beside a base it serves). So a LoRA stage writes the merged model at OUTPUT_DIR and the adapter alone under
 OUTPUT_DIR/adapter (:func:`export_merged`), and :func:`load_model <mmfinereason.modeling.loading.load_model>` merges
 an adapter folder into its base with peft's own ``merge_and_unload``, so transformers never sees one.
 """
