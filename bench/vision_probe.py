@@ -136,10 +136,10 @@ def probe_model(model, processor, train_scenes, train_images, test_scenes, test_
 
 def scenes_and_images(split: str, rows: int):
     from mmfinereason.toy.splits import SPLIT_SEEDS
-    from mmfinereason.toy.task import make_example, make_scene
+    from mmfinereason.toy.task import draw_scene, make_scene
 
-    seed = SPLIT_SEEDS[split]
-    return [make_scene(i, seed)[0] for i in range(rows)], [make_example(i, seed)["image"] for i in range(rows)]
+    drawn = [make_scene(i, SPLIT_SEEDS[split]) for i in range(rows)]  # each row's scene made once, then drawn
+    return [scene for scene, _ in drawn], [draw_scene(scene, rng) for scene, rng in drawn]
 
 
 def main() -> None:

@@ -275,12 +275,17 @@ def make_scene(
     return Scene(source, level, size, *_MAKERS[source](level, size, rng)), rng
 
 
+def draw_scene(scene: Scene, rng: random.Random) -> Image.Image:
+    """The image of a scene from :func:`make_scene`, with the random stream it returned: the row's own image."""
+    return _draw(scene.items, scene.size, rng)
+
+
 def make_example(index: int, seed: int = 0, difficulty: int | None = None, sources=SOURCES) -> dict:
     """One row of the task in the MMFineReason schema (image as a PIL image)."""
     scene, rng = make_scene(index, seed, difficulty, sources)
-    source, level, size, items = scene.source, scene.difficulty, scene.size, scene.items
+    source, level, items = scene.source, scene.difficulty, scene.items
     question, answer, think, solution = scene.question, scene.answer, scene.think, scene.solution
-    image = _draw(items, size, rng)
+    image = draw_scene(scene, rng)
     caption = "An image showing " + ", ".join(f"a {it.color} {it.kind}" for it in items) + "."
     response = f"<think>\n{think}\n</think>\n\n{solution}\nTherefore, the final answer is <answer>{answer}</answer>."
     return {
